@@ -1,0 +1,5 @@
+import sys
+
+from rlblocks.cli import main
+
+sys.exit(main())

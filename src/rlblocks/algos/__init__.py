@@ -1,0 +1,1 @@
+"""Algorithms: configs, agent modules and update rules."""

@@ -1,0 +1,208 @@
+"""Pieces shared by the off-policy actor-critics (DDPG, TD3, SAC): config, schedule, modules.
+
+The update rules themselves live in ``ddpg.py``/``td3.py``/``sac.py``; this file holds what
+they share: when to update (``learning_starts``, ``train_freq``, ``gradient_steps``), the
+actor and critic modules with their target networks, and cheap metric accumulation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from rlblocks.config import BaseConfig, param
+from rlblocks.errors import ConfigError
+from rlblocks.explore import make_noise
+from rlblocks.module import Module
+from rlblocks.nets import DeterministicActor, QEnsemble, SquashedGaussianActor, target_copy
+
+
+@dataclass
+class OffPolicyConfig(BaseConfig):
+    """Keys shared by DDPG, TD3 and SAC (defaults: Stable-Baselines3's)."""
+
+    buffer_size: int = param(1_000_000, low=1, help="replay buffer capacity (transitions)")
+    batch_size: int = param(256, low=1, help="minibatch size per gradient step")
+    learning_starts: int = param(100, low=0, help="env steps of uniform random actions before updates")
+    train_freq: int = param(1, low=1, help="vector-env steps between update rounds")
+    gradient_steps: int = param(1, low=1, help="gradient steps per update round")
+    tau: float = param(0.005, low=0.0, high=1.0, low_open=True, help="Polyak rate of the target networks")
+    actor_lr: float = param(3e-4, low=0.0, high=1.0, low_open=True, help="actor Adam learning rate")
+    critic_lr: float = param(3e-4, low=0.0, high=1.0, low_open=True, help="critic Adam learning rate")
+    num_critics: int = param(2, low=1, high=64, help="Q ensemble size (min over members in targets)")
+    n_step: int = param(1, low=1, high=100, help="steps in the n-step return target")
+    layer_norm: bool = param(False, help="LayerNorm in the critic's hidden layers")
+
+    def check(self) -> None:
+        if self.batch_size > self.buffer_size:
+            raise ConfigError(f"batch_size={self.batch_size} is larger than buffer_size={self.buffer_size}; "
+                              "lower batch_size or raise buffer_size")
+        if self.buffer_size < self.num_envs:
+            raise ConfigError(f"buffer_size={self.buffer_size} must be >= num_envs={self.num_envs}")
+
+
+def adam_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """zero_grad → backward → step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def make_adam(params, lr: float) -> torch.optim.Adam:
+    """Adam with the fastest implementation for the parameters' device (fused on CPU and CUDA)."""
+    return torch.optim.Adam(params, lr=lr, fused=True)
+
+
+class Critic(Module):
+    """The ``critic`` module: a :class:`QEnsemble` of ``num_critics`` members and its target copy."""
+
+    name = "critic"
+
+    def __init__(self, obs_dim: int, act_dim: int, cfg: OffPolicyConfig, device: torch.device):
+        super().__init__()
+        self.q = QEnsemble(obs_dim, act_dim, cfg.hidden_sizes, cfg.num_critics, cfg.layer_norm).to(device)
+        self.q_target = target_copy(self.q)
+
+    def state_dict(self):
+        return {"q": self.q.state_dict(), "q_target": self.q_target.state_dict()}
+
+    def load_state_dict(self, state):
+        self.q.load_state_dict(state["q"])
+        self.q_target.load_state_dict(state["q_target"])
+
+
+class Policy(Module):
+    """Base of the ``policy`` modules: obs → normalised action in [-1, 1], with warm-up.
+
+    ``act(obs, explore=True)`` (training) draws uniform random actions for the first
+    ``learning_starts`` env steps, then calls :meth:`explore_action`; ``explore=False``
+    (evaluation) calls :meth:`eval_action`. Observations are normalised by ``agent.normalizer``.
+    Shapes: ``obs [N, obs_dim]`` (CPU) → ``[N, act_dim]`` (CPU).
+    """
+
+    name = "policy"
+    requires = ("normalizer",)
+
+    def __init__(self, actor: torch.nn.Module, act_dim: int, learning_starts: int, device: torch.device):
+        super().__init__()
+        self.actor = actor.to(device)
+        self.act_dim, self.learning_starts, self.device = act_dim, learning_starts, device
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, explore: bool = True, deterministic: bool = False) -> torch.Tensor:
+        if explore and self.agent.env_steps < self.learning_starts:
+            return torch.rand(obs.shape[0], self.act_dim) * 2.0 - 1.0
+        x = self.agent.normalizer(obs.to(self.device))
+        a = self.explore_action(x) if explore else self.eval_action(x, deterministic)
+        return a.cpu()
+
+    def explore_action(self, obs: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def eval_action(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class GaussianPolicy(Policy):
+    """Squashed-Gaussian policy (SAC): samples while training, ``tanh(mean)`` when deterministic."""
+
+    def __init__(self, obs_dim: int, act_dim: int, cfg: OffPolicyConfig, device: torch.device):
+        super().__init__(SquashedGaussianActor(obs_dim, act_dim, cfg.hidden_sizes), act_dim, cfg.learning_starts, device)
+
+    def explore_action(self, obs):
+        return self.actor.sample(obs)[0]
+
+    def eval_action(self, obs, deterministic):
+        return self.actor.mode(obs) if deterministic else self.actor.sample(obs)[0]
+
+    def state_dict(self):
+        return {"actor": self.actor.state_dict()}
+
+    def load_state_dict(self, state):
+        self.actor.load_state_dict(state["actor"])
+
+
+class DeterministicPolicy(Policy):
+    """``tanh(mu(s))`` plus exploration noise (Gaussian or Ornstein-Uhlenbeck), with a target copy."""
+
+    def __init__(self, obs_dim: int, act_dim: int, cfg, num_envs: int, device: torch.device):
+        super().__init__(DeterministicActor(obs_dim, act_dim, cfg.hidden_sizes), act_dim, cfg.learning_starts, device)
+        self.actor_target = target_copy(self.actor)
+        self.noise = make_noise(cfg.noise_type, num_envs, act_dim, cfg.exploration_noise)
+
+    def explore_action(self, obs):
+        return (self.actor(obs) + self.noise().to(obs.device)).clamp(-1.0, 1.0)
+
+    def eval_action(self, obs, deterministic):
+        return self.actor(obs)
+
+    def on_episode_end(self, episode) -> None:
+        self.noise.reset(episode["env"])
+
+    def state_dict(self):
+        return {"actor": self.actor.state_dict(), "actor_target": self.actor_target.state_dict(),
+                "noise": self.noise.state_dict()}
+
+    def load_state_dict(self, state):
+        self.actor.load_state_dict(state["actor"])
+        self.actor_target.load_state_dict(state["actor_target"])
+        self.noise.load_state_dict(state["noise"])
+
+
+class OffPolicyAlgorithm(Module):
+    """Base of the ``algo`` modules: decides when to update and accumulates metrics.
+
+    After ``learning_starts`` env steps, every ``train_freq`` vector steps, runs
+    ``gradient_steps`` calls of :meth:`update` on minibatches whose observations are already
+    normalised. Subclasses set ``metric_names`` and return that many scalar tensors from
+    ``update``; they are summed on device and read (one sync) only when the logger asks.
+    """
+
+    name = "algo"
+    requires = ("replay", "policy", "critic", "normalizer")
+    metric_names: tuple[str, ...] = ()
+
+    def __init__(self, cfg: OffPolicyConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.updates = 0
+        self._sums: torch.Tensor | None = None
+        self._count = 0
+
+    def optimize(self) -> None:
+        cfg, agent = self.cfg, self.agent
+        if agent.env_steps < cfg.learning_starts or agent.vector_steps % cfg.train_freq:
+            return
+        norm = agent.normalizer
+        for _ in range(cfg.gradient_steps):
+            b = agent.replay.sample(cfg.batch_size)
+            if norm.enabled:
+                b = b._replace(obs=norm(b.obs), next_obs=norm(b.next_obs))
+            metrics = self.update(b)
+            self.updates += 1
+            stacked = torch.stack(metrics)
+            self._sums = stacked if self._sums is None else self._sums + stacked
+            self._count += 1
+
+    def update(self, batch) -> tuple[torch.Tensor, ...]:
+        raise NotImplementedError
+
+    def pop_metrics(self) -> dict[str, float]:
+        """Mean of each metric since the last call (NaN before the first update)."""
+        if self._sums is None:
+            return {n: float("nan") for n in self.metric_names}
+        values = (self._sums / self._count).tolist()
+        self._sums, self._count = None, 0
+        return dict(zip(self.metric_names, values))
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {}
+
+    def state_dict(self):
+        return {"updates": self.updates, "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()}}
+
+    def load_state_dict(self, state):
+        self.updates = int(state["updates"])
+        for key, opt in self.optimizers().items():
+            opt.load_state_dict(state["optimizers"][key])

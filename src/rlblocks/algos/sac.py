@@ -1,0 +1,92 @@
+"""Soft Actor-Critic with automatic entropy temperature.
+
+Haarnoja et al. 2018, "Soft Actor-Critic Algorithms and Applications", arXiv 1812.05905
+(Eqs. 5, 7, 17-18), on the original "Soft Actor-Critic: Off-Policy Maximum Entropy Deep RL
+with a Stochastic Actor", arXiv 1801.01290. Twin Q with the minimum in targets (Fujimoto
+et al. 2018). Defaults follow Stable-Baselines3's SAC.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from rlblocks.algos.off_policy import OffPolicyAlgorithm, OffPolicyConfig, adam_step, make_adam
+from rlblocks.config import param
+from rlblocks.nets import polyak_update
+
+
+@dataclass
+class SACConfig(OffPolicyConfig):
+    alpha_lr: float = param(3e-4, low=0.0, high=1.0, low_open=True, help="entropy temperature learning rate")
+    init_alpha: float = param(1.0, low=0.0, low_open=True, help="initial entropy temperature")
+    autotune_alpha: bool = param(True, help="learn the temperature (else keep init_alpha fixed)")
+    target_entropy_per_dim: float = param(-1.0, help="target entropy = this × action dims (paper: -1)")
+
+
+class SAC(OffPolicyAlgorithm):
+    """SAC update (the ``algo`` module). One call = one gradient step on each loss."""
+
+    metric_names = ("critic_loss", "actor_loss", "alpha", "entropy", "q_mean")
+
+    def setup(self) -> None:
+        cfg, agent = self.cfg, self.agent
+        self.actor, self.critic = agent.policy.actor, agent.critic
+        self.actor_opt = make_adam(self.actor.parameters(), cfg.actor_lr)
+        self.critic_opt = make_adam(self.critic.q.parameters(), cfg.critic_lr)
+        self.log_alpha = torch.full((1,), math.log(cfg.init_alpha), device=agent.device, requires_grad=cfg.autotune_alpha)
+        self.alpha_opt = make_adam([self.log_alpha], cfg.alpha_lr) if cfg.autotune_alpha else None
+        self.target_entropy = cfg.target_entropy_per_dim * agent.policy.act_dim
+        self._q_params, self._q_target_params = list(self.critic.q.parameters()), list(self.critic.q_target.parameters())
+
+    def update(self, b):
+        q, q_target, actor = self.critic.q, self.critic.q_target, self.actor
+        alpha = self.log_alpha.detach().exp().squeeze(0)
+
+        # Soft Bellman target (Eq. 3 with the min of twin target critics):
+        # y = r + gamma^n (1 - terminated) (min_i Q'_i(s', a') - alpha log pi(a'|s')), a' ~ pi(.|s')
+        with torch.no_grad():
+            next_action, next_log_prob = actor.sample(b.next_obs)
+            next_v = q_target(b.next_obs, next_action).min(0).values - alpha * next_log_prob
+            target = b.reward + b.discount * next_v
+
+        # Critic loss (Eq. 5): 1/2 (Q_i(s, a) - y)^2, summed over the ensemble.
+        q_values = q(b.obs, b.action)  # [E, B]
+        critic_loss = 0.5 * (q_values - target).square().mean(1).sum()
+        adam_step(self.critic_opt, critic_loss)
+
+        # Policy loss (Eq. 7): E[alpha log pi(a|s) - min_i Q_i(s, a)], a = tanh(mu + sigma eps).
+        # Critic weights are detached: only dQ/da is needed.
+        action, log_prob = actor.sample(b.obs)
+        q_pi = q(b.obs, action, detach_params=True).min(0).values
+        actor_loss = (alpha * log_prob - q_pi).mean()
+        if self.alpha_opt is None:
+            adam_step(self.actor_opt, actor_loss)
+        else:
+            # Temperature loss (Eq. 18): -alpha (log pi(a|s) + target_entropy); disjoint
+            # parameters, so one backward serves both losses.
+            alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+            self.actor_opt.zero_grad(set_to_none=True)
+            self.alpha_opt.zero_grad(set_to_none=True)
+            (actor_loss + alpha_loss).backward()
+            self.actor_opt.step()
+            self.alpha_opt.step()
+
+        polyak_update(self._q_target_params, self._q_params, self.cfg.tau)
+        return critic_loss.detach(), actor_loss.detach(), alpha, -log_prob.detach().mean(), q_values.detach().mean()
+
+    def optimizers(self):
+        opts = {"actor": self.actor_opt, "critic": self.critic_opt}
+        if self.alpha_opt is not None:
+            opts["alpha"] = self.alpha_opt
+        return opts
+
+    def state_dict(self):
+        return {**super().state_dict(), "log_alpha": self.log_alpha.detach().clone()}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])

@@ -1,0 +1,5 @@
+"""Experience storage (knows nothing of algorithms)."""
+
+from rlblocks.buffers.replay import Batch, ReplayBuffer
+
+__all__ = ["Batch", "ReplayBuffer"]

@@ -1,0 +1,109 @@
+"""Command line: ``rlblocks {train,resume,eval,list}``.
+
+Every user error ends with one line on stderr (``rlblocks: error: ...``) and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import fields
+
+from rlblocks.errors import RLBlocksError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rlblocks", description="Modular deep RL: train, resume, evaluate.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train an agent")
+    t.add_argument("--algo", required=True, help="algorithm (see `rlblocks list`)")
+    t.add_argument("--env", required=True, help="gymnasium env id, e.g. HalfCheetah-v5")
+    t.add_argument("--steps", type=int, default=100_000, help="total env steps (default 100000)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--num-envs", type=int, default=None, help="parallel envs (config key num_envs)")
+    t.add_argument("--async-envs", action="store_true", help="step envs in subprocesses (vector_mode=async)")
+    t.add_argument("--run-dir", default=None, help="default: runs/<algo>/<env>/<hash>-seed<S>")
+    t.add_argument("--config", default=None, help="JSON config file (may `inherits` parents)")
+    t.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help="override config keys")
+    t.add_argument("--eval-every", type=int, default=10_000, help="env steps between evaluations (0: off)")
+    t.add_argument("--checkpoint-every", type=int, default=50_000, help="env steps between checkpoints (0: end only)")
+    t.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    t.add_argument("--resume", action="store_true", help="continue the run in --run-dir if there is one")
+    t.add_argument("--overwrite", action="store_true", help="delete an existing run in --run-dir first")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    r = sub.add_parser("resume", help="continue a run from its latest checkpoint")
+    r.add_argument("run_dir")
+    r.add_argument("--steps", type=int, default=None, help="total env steps of the run (default: as first asked)")
+    r.add_argument("--device", default="auto")
+    r.add_argument("--no-progress", action="store_true")
+
+    e = sub.add_parser("eval", help="evaluate a run's latest checkpoint")
+    e.add_argument("run_dir")
+    e.add_argument("--episodes", type=int, default=10)
+    e.add_argument("--deterministic", action="store_true", help="act with the policy's mode (no sampling)")
+    e.add_argument("--video", default=None, metavar="PATH.mp4", help="record the episodes (headless rendering)")
+    e.add_argument("--render", action="store_true", help="show a window (needs a display)")
+    e.add_argument("--seed", type=int, default=None)
+    e.add_argument("--device", default="auto")
+
+    sub.add_parser("list", help="algorithms and their key hyperparameters")
+    return p
+
+
+def _list() -> None:
+    from rlblocks.registry import ALGOS
+
+    for spec in ALGOS.values():
+        print(f"{spec.name:6s} {spec.summary}  [{spec.action_space} actions]")
+        default = spec.config_cls()
+        for f in fields(default):
+            print(f"    {f.name:24s} {getattr(default, f.name)!s:12s} {f.metadata.get('help', '')}")
+        for pattern, values in spec.presets.items():
+            print(f"    preset {pattern}: {values}")
+        print()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            _list()
+            return 0
+        from rlblocks.config import parse_overrides
+        from rlblocks import run
+
+        if args.command == "train":
+            overrides = parse_overrides(args.set)
+            if args.num_envs is not None:
+                overrides["num_envs"] = args.num_envs
+            if args.async_envs:
+                overrides["vector_mode"] = "async"
+            run.train(args.algo, args.env, steps=args.steps, seed=args.seed, run_dir=args.run_dir,
+                      config_file=args.config, overrides=overrides, eval_every=args.eval_every,
+                      checkpoint_every=args.checkpoint_every, device=args.device, resume=args.resume,
+                      overwrite=args.overwrite, progress=not args.no_progress)
+        elif args.command == "resume":
+            run.resume_run(args.run_dir, args.steps, device=args.device, progress=not args.no_progress)
+        elif args.command == "eval":
+            if args.video:
+                os.environ.setdefault("MUJOCO_GL", "egl")
+            if args.render and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+                raise RLBlocksError("--render needs a display (none found); use --video out.mp4 instead")
+            returns = run.evaluate_run(args.run_dir, args.episodes, args.deterministic, args.video,
+                                       args.render, args.seed, args.device)
+            import numpy as np
+
+            print(f"return {np.mean(returns):.2f} ± {np.std(returns):.2f} over {len(returns)} episodes")
+            if args.video:
+                print(f"video written next to {args.video}")
+    except RLBlocksError as e:
+        print(f"rlblocks: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,11 @@
+"""Generic agent modules shared by every algorithm: env runner, normaliser, replay, evaluation,
+logging and checkpoints."""
+
+from rlblocks.components.checkpointer import Checkpointer
+from rlblocks.components.env_runner import EnvRunner
+from rlblocks.components.evaluator import Evaluator, evaluate
+from rlblocks.components.logger import Logger
+from rlblocks.components.normalizer import ObsNormalizer
+from rlblocks.components.replay import Replay
+
+__all__ = ["Checkpointer", "EnvRunner", "Evaluator", "evaluate", "Logger", "ObsNormalizer", "Replay"]

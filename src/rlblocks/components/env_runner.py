@@ -1,0 +1,90 @@
+"""The ``env`` module: owns the vector env, steps it with the agent's policy."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rlblocks.envs import make_vec_env
+from rlblocks.errors import RLBlocksError
+from rlblocks.module import Module
+
+
+class EnvRunner(Module):
+    """Steps a gymnasium vector env (``SAME_STEP`` autoreset) with ``agent.policy``.
+
+    ``step()`` returns ``(exp, finished)``: ``exp`` holds CPU tensors with leading dim
+    ``num_envs`` — ``obs``, ``action`` (policy space [-1, 1] for Box), ``reward``, ``next_obs``
+    (the true final observation where an episode ended), ``terminated``, ``truncated`` — and
+    ``finished`` lists ``{"return", "length", "env"}`` of episodes that ended on this step.
+
+    Box actions are mapped affinely from [-1, 1] to the env's ``[low, high]``.
+
+    Args:
+        env_id, num_envs, mode: see :func:`rlblocks.envs.make_vec_env`.
+        seed: env ``i`` is reset with ``seed + i``.
+    """
+
+    name = "env"
+    requires = ("policy",)
+
+    def __init__(self, env_id: str, num_envs: int, seed: int, mode: str = "sync"):
+        super().__init__()
+        self.env_id, self.num_envs, self.seed, self.mode = env_id, num_envs, seed, mode
+        self.vec = make_vec_env(env_id, num_envs, mode)
+        self.obs_space = self.vec.single_observation_space
+        self.action_space = self.vec.single_action_space
+        if not isinstance(self.obs_space, gym.spaces.Box):
+            raise RLBlocksError(f"{env_id} has {self.obs_space} observations; this algorithm needs a flat Box")
+        self.continuous = isinstance(self.action_space, gym.spaces.Box)
+        if self.continuous:
+            low, high = self.action_space.low, self.action_space.high
+            self._scale, self._offset = (high - low) / 2.0, (high + low) / 2.0
+        obs, _ = self.vec.reset(seed=seed)
+        self.obs = torch.as_tensor(obs, dtype=torch.float32)
+        self.episode_return = np.zeros(num_envs)
+        self.episode_length = np.zeros(num_envs, dtype=np.int64)
+
+    def to_env_action(self, action: torch.Tensor) -> np.ndarray:
+        a = action.numpy()
+        return a * self._scale + self._offset if self.continuous else a
+
+    def step(self):
+        obs = self.obs
+        action = self.agent.policy.act(obs)
+        next_obs_np, reward, terminated, truncated, info = self.vec.step(self.to_env_action(action))
+        self.obs = torch.as_tensor(next_obs_np, dtype=torch.float32)
+        next_obs = self.obs
+        done = terminated | truncated
+        finished = []
+        self.episode_return += reward
+        self.episode_length += 1
+        if done.any():
+            next_obs = self.obs.clone()
+            for i in np.flatnonzero(done):
+                next_obs[i] = torch.as_tensor(info["final_obs"][i], dtype=torch.float32)
+                finished.append({"return": float(self.episode_return[i]), "length": int(self.episode_length[i]), "env": int(i)})
+            self.episode_return[done] = 0.0
+            self.episode_length[done] = 0
+        exp = {
+            "obs": obs, "action": action, "reward": torch.as_tensor(reward, dtype=torch.float32),
+            "next_obs": next_obs, "terminated": torch.as_tensor(terminated), "truncated": torch.as_tensor(truncated),
+        }
+        return exp, finished
+
+    def close(self) -> None:
+        self.vec.close()
+
+    def state_dict(self):
+        snaps = list(self.vec.call("get_snapshot"))
+        return {"obs": self.obs.clone(), "episode_return": torch.from_numpy(self.episode_return.copy()),
+                "episode_length": torch.from_numpy(self.episode_length.copy()), "snapshots": json.dumps(snaps)}
+
+    def load_state_dict(self, state):
+        self.obs = state["obs"].clone()
+        self.episode_return = state["episode_return"].numpy().copy()
+        self.episode_length = state["episode_length"].numpy().copy()
+        self.vec.call("set_snapshot", json.loads(state["snapshots"]))

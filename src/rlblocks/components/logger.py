@@ -1,0 +1,138 @@
+"""The ``logger`` module: progress.csv, TensorBoard scalars and a console progress bar."""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+from rlblocks.components.evaluator import truncate_csv
+from rlblocks.module import Module
+
+BASE_COLUMNS = ("hours", "steps", "updates", "steps_per_s", "train_return", "train_length", "episodes")
+
+
+class Logger(Module):
+    """Writes one ``progress.csv`` row (and TensorBoard scalars) every ``every`` env steps.
+
+    Metrics come from every module that has ``metric_names`` and ``pop_metrics()`` (the
+    algorithm's losses, entropy, temperature, ...), read once per row so the update loop never
+    synchronises. ``train_return`` is the mean return of the last 10 finished episodes.
+
+    Args:
+        run_dir: directory for ``progress.csv`` and ``tb/``; ``None`` logs nothing to disk.
+        every: env steps between rows.
+        total_steps: for the progress bar.
+        progress: show a tqdm progress bar (env steps, steps/s, recent return).
+    """
+
+    name = "logger"
+
+    def __init__(self, run_dir: Path | None, every: int, total_steps: int, progress: bool = True,
+                 tensorboard: bool = True):
+        super().__init__()
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.every, self.total_steps = every, total_steps
+        self.show_progress, self.use_tb = progress, tensorboard and run_dir is not None
+        self.recent = deque(maxlen=10)
+        self.recent_lengths = deque(maxlen=10)
+        self.episodes = 0
+        self.hours_before = 0.0  # wall hours of earlier sessions of this run
+        self.next_log = every
+        self._start = time.time()
+        self._last_time, self._last_steps = self._start, 0
+        self._writer = self._bar = None
+        self._columns: list[str] | None = None
+        self._last_eval = None
+
+    def setup(self) -> None:
+        self._sources = [m for m in self.agent.modules.values() if hasattr(m, "pop_metrics")]
+        self._columns = list(BASE_COLUMNS) + [n for m in self._sources for n in m.metric_names]
+
+    def hours(self) -> float:
+        return self.hours_before + (time.time() - self._start) / 3600.0
+
+    def start(self) -> None:
+        """Open writers and the progress bar (after a possible resume set the counters)."""
+        self._last_time, self._last_steps = time.time(), self.agent.env_steps
+        if self.use_tb:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.agent.env_steps or None)
+        if self.show_progress:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.total_steps, initial=self.agent.env_steps, unit="step",
+                             unit_scale=True, dynamic_ncols=True, smoothing=0.05)
+
+    def on_episode_end(self, episode) -> None:
+        self.recent.append(episode["return"])
+        self.recent_lengths.append(episode["length"])
+        self.episodes += 1
+
+    def after_step(self) -> None:
+        if self._bar is not None:
+            self._bar.update(self.agent.env.num_envs)
+        if self.agent.env_steps >= self.next_log:
+            self.next_log += self.every
+            self.write_row()
+
+    def record_eval(self, mean: float, std: float) -> None:
+        self._last_eval = mean
+        if self._writer is not None:
+            self._writer.add_scalar("eval/score", mean, self.agent.env_steps)
+            self._writer.add_scalar("eval/score_std", std, self.agent.env_steps)
+
+    def write_row(self) -> None:
+        now, steps = time.time(), self.agent.env_steps
+        row = {
+            "hours": round(self.hours(), 6), "steps": steps,
+            "updates": getattr(self.agent.modules.get("algo"), "updates", 0),
+            "steps_per_s": round((steps - self._last_steps) / max(now - self._last_time, 1e-9), 2),
+            "train_return": float(np.mean(self.recent)) if self.recent else float("nan"),
+            "train_length": float(np.mean(self.recent_lengths)) if self.recent_lengths else float("nan"),
+            "episodes": self.episodes,
+        }
+        self._last_time, self._last_steps = now, steps
+        for source in self._sources:
+            row.update(source.pop_metrics())
+        if self.run_dir is not None:
+            path = self.run_dir / "progress.csv"
+            new = not path.exists()
+            with open(path, "a", newline="") as fh:
+                writer = csv.DictWriter(fh, self._columns, extrasaction="ignore")
+                if new:
+                    writer.writeheader()
+                writer.writerow(row)
+        if self._writer is not None:
+            for key, value in row.items():
+                if key not in ("steps", "hours") and value == value:  # skip NaN
+                    self._writer.add_scalar(f"train/{key}", value, steps)
+        if self._bar is not None:
+            post = {"return": f"{row['train_return']:.1f}"}
+            if self._last_eval is not None:
+                post["eval"] = f"{self._last_eval:.1f}"
+            self._bar.set_postfix(post, refresh=False)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        if self._writer is not None:
+            self._writer.close()
+        self._bar = self._writer = None
+
+    def state_dict(self):
+        return {"hours": self.hours(), "recent": list(self.recent), "recent_lengths": list(self.recent_lengths),
+                "episodes": self.episodes, "next_log": self.next_log}
+
+    def load_state_dict(self, state):
+        self.hours_before = float(state["hours"])
+        self._start = time.time()
+        self.recent.extend(state["recent"])
+        self.recent_lengths.extend(state["recent_lengths"])
+        self.episodes, self.next_log = int(state["episodes"]), int(state["next_log"])
+        if self.run_dir is not None:
+            truncate_csv(self.run_dir / "progress.csv", "steps", self.agent.env_steps)

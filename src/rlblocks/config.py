@@ -1,0 +1,187 @@
+"""Typed, validated hyperparameter configs.
+
+Each algorithm has a dataclass config whose fields carry their allowed range (see :func:`param`).
+Configs are built in layers: dataclass defaults → preset for the env → JSON config file(s) →
+``--set key=value`` overrides; the result is validated once and saved as ``config.json``.
+
+JSON config files may inherit (STEVE style, Buckman et al. 2018)::
+
+    {"inherits": ["base.json"], "updates": {"batch_size": 512}}
+
+Parents are resolved relative to the child file and applied first; plain top-level keys are
+accepted as well as an ``updates`` block.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from rlblocks.errors import ConfigError
+
+
+def param(default: Any, *, low: float | None = None, high: float | None = None,
+          low_open: bool = False, choices: tuple | None = None, help: str = "") -> Any:
+    """A dataclass field with a validated range.
+
+    Args:
+        default: the default value (lists are copied per instance).
+        low, high: inclusive bounds (``low_open=True`` makes the lower bound strict).
+        choices: the allowed values for string options.
+        help: one-line description shown by ``rlblocks list``.
+    """
+    meta = {"low": low, "high": high, "low_open": low_open, "choices": choices, "help": help}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class BaseConfig:
+    """Keys shared by every algorithm."""
+
+    gamma: float = param(0.99, low=0.0, high=1.0, help="discount factor")
+    num_envs: int = param(1, low=1, high=1024, help="parallel envs in the vector env")
+    vector_mode: str = param("sync", choices=("sync", "async"), help="gymnasium vector env kind")
+    hidden_sizes: list = param([256, 256], help="MLP hidden layer widths")
+    normalize_obs: bool = param(False, help="running mean/std observation normalisation")
+    obs_clip: float = param(10.0, low=0.0, low_open=True, help="clip normalised obs to ±obs_clip")
+    eval_episodes: int = param(10, low=1, help="episodes per evaluation")
+    log_every: int = param(1000, low=1, help="env steps between progress.csv rows")
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Check every field's type and range.
+
+        Raises:
+            ConfigError: naming the key, its value and the allowed range.
+        """
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            meta = f.metadata
+            kind = hints[f.name]
+            if kind is bool and not isinstance(value, bool):
+                raise ConfigError(f"{f.name}={value!r} must be true or false")
+            if kind in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ConfigError(f"{f.name}={value!r} must be a number")
+            if kind is int and not float(value).is_integer():
+                raise ConfigError(f"{f.name}={value!r} must be an integer")
+            if kind in (int, float) and not math.isfinite(value):
+                raise ConfigError(f"{f.name}={value!r} must be finite")
+            if kind is list and (not isinstance(value, list) or not value
+                                 or not all(isinstance(v, int) and v > 0 for v in value)):
+                raise ConfigError(f"{f.name}={value!r} must be a list of positive integers, e.g. 256,256")
+            lo, hi = meta.get("low"), meta.get("high")
+            if lo is not None and (value < lo or (meta.get("low_open") and value == lo)):
+                op = ">" if meta.get("low_open") else ">="
+                rng = f"{op} {lo}" + (f" and <= {hi}" if hi is not None else "")
+                raise ConfigError(f"{f.name}={value} is out of range: must be {rng} (--set {f.name}=...)")
+            if hi is not None and value > hi:
+                raise ConfigError(f"{f.name}={value} is out of range: must be <= {hi} (--set {f.name}=...)")
+            choices = meta.get("choices")
+            if choices and value not in choices:
+                raise ConfigError(f"{f.name}={value!r} is not one of {', '.join(map(str, choices))}")
+        self.check()
+
+    def check(self) -> None:
+        """Cross-field checks; subclasses extend. Raises :class:`ConfigError`."""
+
+    # ------------------------------------------------------------------ building
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def non_default(self) -> dict[str, Any]:
+        """The keys whose value differs from the dataclass default (used for run hashes)."""
+        default = type(self)()
+        return {k: v for k, v in self.to_dict().items() if getattr(default, k) != v}
+
+    def short_hash(self) -> str:
+        """8 hex digits identifying the non-default hyperparameters (r2l's run naming)."""
+        blob = json.dumps(self.non_default(), sort_keys=True).encode()
+        return hashlib.sha1(blob).hexdigest()[:8]
+
+    def updated(self, values: dict[str, Any], source: str) -> "BaseConfig":
+        """A copy with ``values`` applied. Raises :class:`ConfigError` on an unknown key."""
+        known = {f.name: f for f in fields(self)}
+        hints = typing.get_type_hints(type(self))
+        out = {}
+        for key, value in values.items():
+            if key not in known:
+                import difflib
+
+                close = difflib.get_close_matches(key, known, n=3)
+                hint = f"; did you mean {', '.join(close)}?" if close else "; `rlblocks list` shows the keys"
+                raise ConfigError(f"unknown config key {key!r} in {source}{hint}")
+            out[key] = _coerce(key, value, hints[key])
+        return dataclasses.replace(self, **out)
+
+
+def _coerce(key: str, value: Any, kind: type) -> Any:
+    """Turn ``--set`` strings (and JSON values) into the field's type."""
+    if not isinstance(value, str) or kind is str:
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
+    try:
+        if kind is bool:
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind is int:
+            f = float(value)
+            return int(f) if f.is_integer() else f
+        if kind is float:
+            return float(value)
+        if kind is list:
+            return [int(v) for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{key}={value!r} cannot be read as {kind.__name__}") from None
+    return value
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["a=1", "b=x"]`` → ``{"a": "1", "b": "x"}``. Raises :class:`ConfigError`."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r} must look like key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def load_config_file(path: str | Path, _seen: tuple = ()) -> dict[str, Any]:
+    """Read a JSON config, resolving ``inherits`` (parents first, child wins).
+
+    Raises:
+        ConfigError: missing file, bad JSON or an inheritance cycle.
+    """
+    path = Path(path).resolve()
+    if path in _seen:
+        raise ConfigError(f"config {path} inherits from itself")
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a JSON object")
+    parents = data.pop("inherits", [])
+    if isinstance(parents, str):
+        parents = [parents]
+    merged: dict[str, Any] = {}
+    for parent in parents:
+        merged.update(load_config_file(path.parent / parent, _seen + (path,)))
+    merged.update(data.pop("updates", {}))
+    merged.update(data)
+    return merged

@@ -1,0 +1,6 @@
+"""Environment construction, seeding and exact state snapshots (gymnasium 1.x)."""
+
+from rlblocks.envs.make import check_env_id, make_env, make_vec_env
+from rlblocks.envs.snapshot import Snapshot
+
+__all__ = ["check_env_id", "make_env", "make_vec_env", "Snapshot"]

@@ -1,0 +1,74 @@
+"""Make single and vector gymnasium envs with clear errors and per-env seeding."""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+
+import gymnasium as gym
+from gymnasium.vector import AutoresetMode
+
+from rlblocks.envs.snapshot import Snapshot
+from rlblocks.errors import RLBlocksError
+
+# MuJoCo 3.3+ warns about a deprecated attribute in gymnasium's own XML files at every make().
+warnings.filterwarnings("ignore", message=".*settotalmass.*")
+
+_EXTRA_HINT = {
+    "mujoco": 'install the MuJoCo extra: pip install -e ".[mujoco]"',
+    "box2d": 'install Box2D: pip install "gymnasium[box2d]"',
+    "robotics": 'install the robotics extra: pip install -e ".[robotics]"',
+}
+
+
+def _register_optional() -> None:
+    try:  # registers Fetch*/HandManipulate* envs when installed
+        import gymnasium_robotics
+
+        gym.register_envs(gymnasium_robotics)
+    except ImportError:
+        pass
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise :class:`RLBlocksError` with close matches if ``env_id`` is not registered."""
+    if env_id in gym.registry:
+        return
+    _register_optional()
+    if env_id in gym.registry:
+        return
+    close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; see gymnasium.pprint_registry() for the ids"
+    raise RLBlocksError(f"unknown env id {env_id!r}{hint}")
+
+
+def make_env(env_id: str, index: int = 0, render_mode: str | None = None, **kwargs) -> gym.Env:
+    """``gym.make`` wrapped in :class:`Snapshot` (for exact resume).
+
+    Raises:
+        RLBlocksError: unknown id, or a missing optional dependency (names the extra to install).
+    """
+    check_env_id(env_id)
+    try:
+        env = gym.make(env_id, render_mode=render_mode, **kwargs)
+    except (ImportError, gym.error.DependencyNotInstalled) as e:
+        text = str(e).lower()
+        extra = next((k for k in _EXTRA_HINT if k in text), None)
+        hint = _EXTRA_HINT[extra] if extra else "install the package it names"
+        raise RLBlocksError(f"{env_id} needs a package that is missing ({e}); {hint}") from None
+    return Snapshot(env, index)
+
+
+def make_vec_env(env_id: str, num_envs: int, mode: str = "sync", render_mode: str | None = None) -> gym.vector.VectorEnv:
+    """A gymnasium vector env with ``SAME_STEP`` autoreset.
+
+    With ``SAME_STEP``, a step that ends an episode returns the first observation of the next
+    one and puts the true last observation in ``info["final_obs"]`` (mask ``info["_final_obs"]``),
+    so every stored transition is a real one and no step is spent on a reset.
+    Seeding is done by the caller through ``reset(seed=s)``: env ``i`` gets seed ``s + i``.
+    """
+    check_env_id(env_id)
+    make_env(env_id, 0).close()  # surface dependency errors here, not inside a worker process
+    fns = [lambda i=i: make_env(env_id, i, render_mode) for i in range(num_envs)]
+    cls = gym.vector.AsyncVectorEnv if mode == "async" else gym.vector.SyncVectorEnv
+    return cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)

@@ -1,0 +1,118 @@
+"""Algorithm registry: name → config class, presets and the list of modules that make the agent.
+
+An algorithm preset is just a list of modules (DESIGN.md); variants are module swaps.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import gymnasium as gym
+import torch
+
+from rlblocks.agent import Agent
+from rlblocks.algos.ddpg import DDPG, DDPGConfig
+from rlblocks.algos.off_policy import Critic, DeterministicPolicy, GaussianPolicy, OffPolicyConfig
+from rlblocks.algos.sac import SAC, SACConfig
+from rlblocks.algos.td3 import TD3, TD3Config
+from rlblocks.buffers import ReplayBuffer
+from rlblocks.components import Checkpointer, EnvRunner, Evaluator, Logger, ObsNormalizer, Replay
+from rlblocks.config import BaseConfig
+from rlblocks.errors import RLBlocksError
+
+
+@dataclass
+class RunOptions:
+    """How to run (not hyperparameters, so not part of the run hash)."""
+
+    run_dir: Path | None = None
+    total_steps: int = 100_000
+    eval_every: int = 10_000
+    checkpoint_every: int = 50_000
+    progress: bool = True
+    tensorboard: bool = True
+
+
+@dataclass
+class AlgoSpec:
+    name: str
+    config_cls: type[BaseConfig]
+    build: Callable[..., list]
+    action_space: str  # "continuous" | "discrete" | "any"
+    summary: str
+    presets: dict[str, dict] = field(default_factory=dict)  # env-id glob → overrides
+
+    def preset_for(self, env_id: str) -> dict:
+        out: dict = {}
+        for pattern, values in self.presets.items():
+            if fnmatch.fnmatch(env_id, pattern):
+                out.update(values)
+        return out
+
+
+def _off_policy_modules(algo_cls, policy_kind: str):
+    def build(env_id: str, cfg: OffPolicyConfig, seed: int, device: torch.device, opts: RunOptions) -> list:
+        env = EnvRunner(env_id, cfg.num_envs, seed, cfg.vector_mode)
+        obs_shape = env.obs_space.shape
+        obs_dim, act_dim = int(obs_shape[0]), int(env.action_space.shape[0])
+        if policy_kind == "gaussian":
+            policy = GaussianPolicy(obs_dim, act_dim, cfg, device)
+        else:
+            policy = DeterministicPolicy(obs_dim, act_dim, cfg, cfg.num_envs, device)
+        buffer = ReplayBuffer(cfg.buffer_size, cfg.num_envs, obs_shape, act_dim, cfg.gamma, cfg.n_step, device)
+        modules = [env, ObsNormalizer(obs_shape, cfg.normalize_obs, cfg.obs_clip).to(device), Replay(buffer),
+                   policy, Critic(obs_dim, act_dim, cfg, device), algo_cls(cfg)]
+        return modules + _service_modules(env_id, cfg, seed, opts)
+
+    return build
+
+
+def _service_modules(env_id: str, cfg: BaseConfig, seed: int, opts: RunOptions) -> list:
+    modules = [Evaluator(opts.run_dir, env_id, opts.eval_every, cfg.eval_episodes, seed + 10_000),
+               Logger(opts.run_dir, cfg.log_every, opts.total_steps, opts.progress, opts.tensorboard)]
+    if opts.run_dir is not None:
+        modules.append(Checkpointer(opts.run_dir, opts.checkpoint_every))
+    return modules
+
+
+_PENDULUM = {"learning_starts": 1000, "actor_lr": 1e-3, "critic_lr": 1e-3}
+
+ALGOS: dict[str, AlgoSpec] = {
+    "sac": AlgoSpec("sac", SACConfig, _off_policy_modules(SAC, "gaussian"), "continuous",
+                    "Soft Actor-Critic, automatic temperature (Haarnoja et al. 2018)",
+                    presets={"Pendulum-*": {**_PENDULUM, "alpha_lr": 1e-3}}),
+    "td3": AlgoSpec("td3", TD3Config, _off_policy_modules(TD3, "deterministic"), "continuous",
+                    "Twin Delayed DDPG (Fujimoto et al. 2018)", presets={"Pendulum-*": _PENDULUM}),
+    "ddpg": AlgoSpec("ddpg", DDPGConfig, _off_policy_modules(DDPG, "deterministic"), "continuous",
+                     "Deep Deterministic Policy Gradient (Lillicrap et al. 2015)", presets={"Pendulum-*": _PENDULUM}),
+}
+
+
+def get_algo(name: str) -> AlgoSpec:
+    if name not in ALGOS:
+        import difflib
+
+        close = difflib.get_close_matches(name, ALGOS, n=2)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise RLBlocksError(f"unknown algorithm {name!r}: choose one of {', '.join(ALGOS)}{hint}")
+    return ALGOS[name]
+
+
+def check_action_space(spec: AlgoSpec, env_id: str, space: gym.Space) -> None:
+    """Raise :class:`RLBlocksError` if ``spec`` cannot act in ``space``."""
+    if spec.action_space == "continuous" and not (isinstance(space, gym.spaces.Box) and len(space.shape) == 1):
+        others = [a.name for a in ALGOS.values() if a.action_space in ("discrete", "any")]
+        alt = f"use {' or '.join(others)}" if others else "use a continuous-action env such as Pendulum-v1"
+        raise RLBlocksError(f"{spec.name} needs a continuous (Box) action space but {env_id} has {space}; {alt}")
+    if spec.action_space == "discrete" and not isinstance(space, gym.spaces.Discrete):
+        raise RLBlocksError(f"{spec.name} needs a Discrete action space but {env_id} has {space}")
+
+
+def build_agent(spec: AlgoSpec, env_id: str, cfg: BaseConfig, seed: int, device: torch.device,
+                opts: RunOptions) -> Agent:
+    """Seed torch, build the modules and attach them to an :class:`Agent`."""
+    torch.manual_seed(seed)
+    return Agent(spec.build(env_id, cfg, seed, device, opts), cfg, device)
