@@ -19,6 +19,8 @@ from rlblocks.config import param
 from rlblocks.errors import ConfigError
 from rlblocks.nets import polyak_update
 
+_FIRST = slice(0, 1)  # the actor follows Q_1 only (TD3 Algorithm 1)
+
 
 @dataclass
 class DDPGConfig(OffPolicyConfig):
@@ -72,7 +74,7 @@ class DDPG(OffPolicyAlgorithm):
 
         if (self.updates + 1) % cfg.policy_delay == 0:  # TD3 delayed policy updates (Sec. 5.2)
             # Deterministic policy gradient: maximise Q_1(s, mu(s)); critic weights detached.
-            actor_loss = -q(b.obs, self.actor(b.obs), detach_params=True)[0].mean()
+            actor_loss = -q(b.obs, self.actor(b.obs), detach_params=True, members=_FIRST).mean()
             adam_step(self.actor_opt, actor_loss)
             polyak_update(self._target, self._online, cfg.tau)
             self._last_actor_loss = actor_loss.detach()

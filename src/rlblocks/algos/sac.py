@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rlblocks.algos.off_policy import OffPolicyAlgorithm, OffPolicyConfig, adam_step, make_adam
+from rlblocks.algos.off_policy import OffPolicyAlgorithm, OffPolicyConfig, make_adam
 from rlblocks.config import param
 from rlblocks.nets import polyak_update
 
@@ -34,16 +34,20 @@ class SAC(OffPolicyAlgorithm):
     def setup(self) -> None:
         cfg, agent = self.cfg, self.agent
         self.actor, self.critic = agent.policy.actor, agent.critic
-        self.actor_opt = make_adam(self.actor.parameters(), cfg.actor_lr)
-        self.critic_opt = make_adam(self.critic.q.parameters(), cfg.critic_lr)
-        self.log_alpha = torch.full((1,), math.log(cfg.init_alpha), device=agent.device, requires_grad=cfg.autotune_alpha)
-        self.alpha_opt = make_adam([self.log_alpha], cfg.alpha_lr) if cfg.autotune_alpha else None
+        self.log_alpha = torch.full((), math.log(cfg.init_alpha), device=agent.device, requires_grad=cfg.autotune_alpha)
+        groups = [{"params": list(self.critic.q.parameters()), "lr": cfg.critic_lr},
+                  {"params": list(self.actor.parameters()), "lr": cfg.actor_lr}]
+        if cfg.autotune_alpha:
+            groups.append({"params": [self.log_alpha], "lr": cfg.alpha_lr})
+        # One Adam over three parameter groups: the three losses touch disjoint parameters, so
+        # one backward and one fused step equal three separate Adam steps.
+        self.optimizer = make_adam(groups, cfg.critic_lr)
         self.target_entropy = cfg.target_entropy_per_dim * agent.policy.act_dim
         self._q_params, self._q_target_params = list(self.critic.q.parameters()), list(self.critic.q_target.parameters())
 
     def update(self, b):
         q, q_target, actor = self.critic.q, self.critic.q_target, self.actor
-        alpha = self.log_alpha.detach().exp().squeeze(0)
+        alpha = self.log_alpha.detach().exp()
 
         # Soft Bellman target (Eq. 3 with the min of twin target critics):
         # y = r + gamma^n (1 - terminated) (min_i Q'_i(s', a') - alpha log pi(a'|s')), a' ~ pi(.|s')
@@ -55,33 +59,26 @@ class SAC(OffPolicyAlgorithm):
         # Critic loss (Eq. 5): 1/2 (Q_i(s, a) - y)^2, summed over the ensemble.
         q_values = q(b.obs, b.action)  # [E, B]
         critic_loss = 0.5 * (q_values - target).square().mean(1).sum()
-        adam_step(self.critic_opt, critic_loss)
 
         # Policy loss (Eq. 7): E[alpha log pi(a|s) - min_i Q_i(s, a)], a = tanh(mu + sigma eps).
-        # Critic weights are detached: only dQ/da is needed.
+        # Critic weights are detached: the policy loss moves only the actor.
         action, log_prob = actor.sample(b.obs)
         q_pi = q(b.obs, action, detach_params=True).min(0).values
         actor_loss = (alpha * log_prob - q_pi).mean()
-        if self.alpha_opt is None:
-            adam_step(self.actor_opt, actor_loss)
-        else:
-            # Temperature loss (Eq. 18): -alpha (log pi(a|s) + target_entropy); disjoint
-            # parameters, so one backward serves both losses.
-            alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
-            self.actor_opt.zero_grad(set_to_none=True)
-            self.alpha_opt.zero_grad(set_to_none=True)
-            (actor_loss + alpha_loss).backward()
-            self.actor_opt.step()
-            self.alpha_opt.step()
 
+        # Temperature loss (Eq. 18): -alpha (log pi(a|s) + target_entropy).
+        alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+
+        # All three losses are taken at the same parameters and stepped together, as in the
+        # authors' softlearning implementation (one session.run of all train ops per step).
+        self.optimizer.zero_grad(set_to_none=True)
+        (critic_loss + actor_loss + alpha_loss).backward()
+        self.optimizer.step()
         polyak_update(self._q_target_params, self._q_params, self.cfg.tau)
         return critic_loss.detach(), actor_loss.detach(), alpha, -log_prob.detach().mean(), q_values.detach().mean()
 
     def optimizers(self):
-        opts = {"actor": self.actor_opt, "critic": self.critic_opt}
-        if self.alpha_opt is not None:
-            opts["alpha"] = self.alpha_opt
-        return opts
+        return {"adam": self.optimizer}
 
     def state_dict(self):
         return {**super().state_dict(), "log_alpha": self.log_alpha.detach().clone()}

@@ -27,8 +27,14 @@ class EnsembleLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(ensemble_size, in_features, out_features).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(ensemble_size, 1, out_features).uniform_(-bound, bound))
 
-    def forward(self, x: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, detach_params: bool = False, members: slice | None = None) -> torch.Tensor:
         w, b = (self.weight.detach(), self.bias.detach()) if detach_params else (self.weight, self.bias)
+        if members is not None:
+            w, b = w[members], b[members]
+        if w.shape[-1] == 1:
+            # A batched matrix-vector product: multiply-and-sum is ~2.5x faster than bmm on
+            # CPU for this shape (forward + backward), e.g. the scalar head of a Q ensemble.
+            return (x * w.transpose(1, 2)).sum(-1, keepdim=True) + b
         return torch.baddbmm(b, x, w)
 
 
@@ -37,6 +43,7 @@ class EnsembleMLP(nn.Module):
 
     Shapes: ``x`` is ``[B, in]`` (shared by all members) or ``[E, B, in]`` → ``[E, B, out]``.
 
+    ``members`` (a slice) evaluates only those members, e.g. ``slice(0, 1)`` for TD3's ``Q_1``.
     ``detach_params=True`` computes the same output without building gradients for the
     ensemble's own parameters (gradients still flow to ``x``): the actor loss of DDPG/TD3/SAC
     needs ``dQ/da`` only, so this skips the weight-gradient matmuls.
@@ -50,12 +57,13 @@ class EnsembleMLP(nn.Module):
         self.layers = nn.ModuleList(EnsembleLinear(ensemble_size, a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.norms = nn.ModuleList(nn.LayerNorm(d, elementwise_affine=False) for d in hidden_sizes) if layer_norm else None
 
-    def forward(self, x: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, detach_params: bool = False, members: slice | None = None) -> torch.Tensor:
         if x.dim() == 2:
-            x = x.expand(self.ensemble_size, *x.shape)
+            size = self.ensemble_size if members is None else len(range(self.ensemble_size)[members])
+            x = x.expand(size, *x.shape)
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            x = layer(x, detach_params)
+            x = layer(x, detach_params, members)
             if i < last:
                 if self.norms is not None:
                     x = self.norms[i](x)
@@ -66,7 +74,8 @@ class EnsembleMLP(nn.Module):
 class QEnsemble(nn.Module):
     """E state-action value functions ``Q_e(s, a)`` as one batched module.
 
-    Shapes: ``obs [B, obs_dim]``, ``action [B, act_dim]`` → ``[E, B]``.
+    Shapes: ``obs [B, obs_dim]``, ``action [B, act_dim]`` → ``[E, B]`` (``E`` = the number of
+    ``members`` selected, all by default).
     """
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: list[int], ensemble_size: int = 2,
@@ -78,5 +87,6 @@ class QEnsemble(nn.Module):
     def ensemble_size(self) -> int:
         return self.net.ensemble_size
 
-    def forward(self, obs: torch.Tensor, action: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
-        return self.net(torch.cat([obs, action], dim=-1), detach_params).squeeze(-1)
+    def forward(self, obs: torch.Tensor, action: torch.Tensor, detach_params: bool = False,
+                members: slice | None = None) -> torch.Tensor:
+        return self.net(torch.cat([obs, action], dim=-1), detach_params, members).squeeze(-1)
