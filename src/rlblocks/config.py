@@ -79,12 +79,12 @@ class BaseConfig:
                                  or not all(isinstance(v, int) and v > 0 for v in value)):
                 raise ConfigError(f"{f.name}={value!r} must be a list of positive integers, e.g. 256,256")
             lo, hi = meta.get("low"), meta.get("high")
-            if lo is not None and (value < lo or (meta.get("low_open") and value == lo)):
-                op = ">" if meta.get("low_open") else ">="
-                rng = f"{op} {lo}" + (f" and <= {hi}" if hi is not None else "")
+            below = lo is not None and (value < lo or (meta.get("low_open") and value == lo))
+            if below or (hi is not None and value > hi):  # name the whole allowed range either way
+                parts = [f"{'>' if meta.get('low_open') else '>='} {lo}"] if lo is not None else []
+                parts += [f"<= {hi}"] if hi is not None else []
+                rng = " and ".join(parts)
                 raise ConfigError(f"{f.name}={value} is out of range: must be {rng} (--set {f.name}=...)")
-            if hi is not None and value > hi:
-                raise ConfigError(f"{f.name}={value} is out of range: must be <= {hi} (--set {f.name}=...)")
             choices = meta.get("choices")
             if choices and value not in choices:
                 raise ConfigError(f"{f.name}={value!r} is not one of {', '.join(map(str, choices))}")
@@ -128,6 +128,8 @@ def _coerce(key: str, value: Any, kind: type) -> Any:
     if not isinstance(value, str) or kind is str:
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
+        if kind is int and isinstance(value, float) and value.is_integer():  # JSON 64.0 → 64
+            return int(value)
         return value
     try:
         if kind is bool:

@@ -200,9 +200,13 @@ class OffPolicyAlgorithm(Module):
         return {}
 
     def state_dict(self):
-        return {"updates": self.updates, "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()}}
+        # the metric sums not yet logged, so the first progress.csv row after a resume is exact
+        return {"updates": self.updates, "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()},
+                "metrics": {"sums": self._sums, "count": self._count}}
 
     def load_state_dict(self, state):
         self.updates = int(state["updates"])
         for key, opt in self.optimizers().items():
             opt.load_state_dict(state["optimizers"][key])
+        metrics = state.get("metrics", {"sums": None, "count": 0})
+        self._sums, self._count = metrics["sums"], int(metrics["count"])

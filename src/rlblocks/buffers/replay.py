@@ -8,6 +8,7 @@ observation of the episode at an episode end, never the autoreset observation.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -126,12 +127,14 @@ class ReplayBuffer:
         """Inverse of :meth:`save`. Raises :class:`CheckpointError` if it does not fit."""
         try:
             with np.load(path, allow_pickle=False) as data:
-                if int(data["rows"]) != self.rows or data["obs"].shape[1:] != tuple(self.obs.shape[1:]):
+                if int(data["rows"]) != self.rows or any(
+                        data[f].shape[1:] != tuple(getattr(self, f).shape[1:]) for f in self.FIELDS):
                     raise CheckpointError(f"replay buffer {path} has another shape than the config; "
                                           "resume with the run's own config.json")
                 for f in self.FIELDS:
                     arr = torch.from_numpy(data[f])
                     getattr(self, f)[: arr.shape[0]].copy_(arr)
                 self.pos, self.full = int(data["pos"]), bool(data["full"])
-        except (OSError, KeyError, ValueError) as e:
+        except (OSError, EOFError, KeyError, ValueError, RuntimeError, zipfile.BadZipFile) as e:
+            # EOFError: empty file; BadZipFile: truncated .npz
             raise CheckpointError(f"replay buffer {path} is unreadable ({e}); resume from an earlier checkpoint") from None

@@ -69,6 +69,8 @@ class Snapshot(gym.Wrapper):
                     continue
                 if isinstance(value, np.ndarray) and value.dtype.kind in "fiub":
                     attrs[key] = {"array": value.tolist(), "dtype": str(value.dtype)}
+                elif isinstance(value, np.generic) and value.dtype.kind in "fiub":  # e.g. Pendulum's last_u
+                    attrs[key] = {"scalar": value.item(), "dtype": str(value.dtype)}
                 elif value is None or isinstance(value, (bool, int, float)):
                     attrs[key] = {"value": value}
                 elif isinstance(value, tuple) and all(isinstance(v, (int, float)) for v in value):
@@ -89,6 +91,8 @@ class Snapshot(gym.Wrapper):
         for key, spec in snap.get("attrs", {}).items():
             if "array" in spec:
                 setattr(base, key, np.asarray(spec["array"], dtype=spec["dtype"]))
+            elif "scalar" in spec:
+                setattr(base, key, np.dtype(spec["dtype"]).type(spec["scalar"]))
             elif "tuple" in spec:
                 setattr(base, key, tuple(spec["tuple"]))
             else:

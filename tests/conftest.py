@@ -1,0 +1,58 @@
+"""Shared fixtures for the core test-suite (replay, nets, config, CLI, determinism, snapshots)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+
+def _tree_state(root: Path) -> dict[str, str]:
+    """``{relative path: sha256 of the content, or "<dir>"}`` for everything under ``root``.
+
+    Taken before and after a failing command, it proves the command created, removed or
+    rewrote nothing.
+    """
+    root = Path(root)
+    if not root.exists():
+        return {}
+    return {str(p.relative_to(root)): "<dir>" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*"))}
+
+
+def _cli(*args, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python -m rlblocks ARGS`` in ``cwd`` (one torch thread: the test machine is small)."""
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.setdefault("MKL_NUM_THREADS", "1")
+    return subprocess.run([sys.executable, "-m", "rlblocks", *map(str, args)], check=False, cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """``cli(*args, cwd=dir)`` → ``CompletedProcess`` of ``python -m rlblocks ARGS``."""
+    return _cli
+
+
+@pytest.fixture(scope="session")
+def tree_state():
+    """``tree_state(root)`` → ``{path: content hash}`` of a directory tree."""
+    return _tree_state
+
+
+@pytest.fixture
+def one_thread():
+    """Run a compute-heavy test with one torch thread (restored afterwards): on a small shared
+    machine a second intra-op thread only adds contention for these tiny networks."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
