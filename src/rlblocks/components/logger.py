@@ -47,6 +47,7 @@ class Logger(Module):
         self._writer = self._bar = None
         self._columns: list[str] | None = None
         self._last_eval = None
+        self._started = False
 
     def setup(self) -> None:
         self._sources = [m for m in self.agent.modules.values() if hasattr(m, "pop_metrics")]
@@ -58,6 +59,7 @@ class Logger(Module):
     def start(self) -> None:
         """Open writers and the progress bar (after a possible resume set the counters)."""
         self._last_time, self._last_steps = time.time(), self.agent.env_steps
+        self._started = True
         if self.use_tb:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -118,6 +120,10 @@ class Logger(Module):
             self._bar.set_postfix(post, refresh=False)
 
     def close(self) -> None:
+        """Write a last row if the run finished between rows, then close the writers."""
+        if self._started and self.agent.env_steps >= self.total_steps and self.agent.env_steps > self._last_steps:
+            self.write_row()
+        self._started = False
         if self._bar is not None:
             self._bar.close()
         if self._writer is not None:

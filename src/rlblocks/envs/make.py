@@ -11,8 +11,21 @@ from gymnasium.vector import AutoresetMode
 from rlblocks.envs.snapshot import Snapshot
 from rlblocks.errors import RLBlocksError
 
-# MuJoCo 3.3+ warns about a deprecated attribute in gymnasium's own XML files at every make().
-warnings.filterwarnings("ignore", message=".*settotalmass.*")
+
+def _mujoco_warning(message: str) -> None:
+    # MuJoCo 3.3+ warns (on stderr and in ./MUJOCO_LOG.TXT) about a deprecated attribute in
+    # gymnasium's own XML files at every make(); pass on everything else as a Python warning.
+    if "settotalmass" not in message:
+        warnings.warn(f"MuJoCo: {message.strip()}", stacklevel=2)
+
+
+def _quiet_mujoco() -> None:
+    try:
+        import mujoco
+    except ImportError:
+        return
+    if mujoco.get_mju_user_warning() is not _mujoco_warning:
+        mujoco.set_mju_user_warning(_mujoco_warning)
 
 _EXTRA_HINT = {
     "mujoco": 'install the MuJoCo extra: pip install -e ".[mujoco]"',
@@ -49,6 +62,7 @@ def make_env(env_id: str, index: int = 0, render_mode: str | None = None, **kwar
         RLBlocksError: unknown id, or a missing optional dependency (names the extra to install).
     """
     check_env_id(env_id)
+    _quiet_mujoco()
     try:
         env = gym.make(env_id, render_mode=render_mode, **kwargs)
     except (ImportError, gym.error.DependencyNotInstalled) as e:
