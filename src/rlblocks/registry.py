@@ -15,7 +15,9 @@ import torch
 
 from rlblocks.agent import Agent
 from rlblocks.algos.ddpg import DDPG, DDPGConfig
+from rlblocks.algos.merl import MERLConfig, merl_modules
 from rlblocks.algos.off_policy import Critic, DeterministicPolicy, GaussianPolicy, OffPolicyConfig
+from rlblocks.algos.ppo import PPOConfig, ppo_modules
 from rlblocks.algos.sac import SAC, SACConfig
 from rlblocks.algos.td3 import TD3, TD3Config
 from rlblocks.buffers import ReplayBuffer
@@ -78,7 +80,9 @@ def _service_modules(env_id: str, cfg: BaseConfig, seed: int, opts: RunOptions) 
     return modules
 
 
-_PENDULUM = {"learning_starts": 1000, "actor_lr": 1e-3, "critic_lr": 1e-3}
+# Pendulum: a 3-dim observation needs no 256-wide nets; a faster learning rate (as rl-zoo's
+# Pendulum settings) and 1k random warm-up steps.
+_PENDULUM = {"learning_starts": 1000, "actor_lr": 1e-3, "critic_lr": 1e-3, "hidden_sizes": [64, 64]}
 
 ALGOS: dict[str, AlgoSpec] = {
     "sac": AlgoSpec("sac", SACConfig, _off_policy_modules(SAC, "gaussian"), "continuous",
@@ -89,6 +93,26 @@ ALGOS: dict[str, AlgoSpec] = {
     "ddpg": AlgoSpec("ddpg", DDPGConfig, _off_policy_modules(DDPG, "deterministic"), "continuous",
                      "Deep Deterministic Policy Gradient (Lillicrap et al. 2015)", presets={"Pendulum-*": _PENDULUM}),
 }
+
+
+def _on_policy_modules(learner_modules):
+    def build(env_id: str, cfg: PPOConfig, seed: int, device: torch.device, opts: RunOptions) -> list:
+        env = EnvRunner(env_id, cfg.num_envs, seed, cfg.vector_mode)
+        return [env, *learner_modules(env, cfg, device, opts.total_steps)] + _service_modules(env_id, cfg, seed, opts)
+
+    return build
+
+
+# CartPole: rl-zoo's PPO settings (8 envs × 32 steps, one 256-sample minibatch, 20 epochs).
+_PPO_CARTPOLE = {"num_envs": 8, "n_steps": 32, "n_minibatches": 1, "n_epochs": 20, "gamma": 0.98,
+                 "gae_lambda": 0.8, "lr": 1e-3, "anneal_clip_range": True, "clip_value_loss": False,
+                 "normalize_obs": False, "normalize_reward": False}
+ALGOS["ppo"] = AlgoSpec("ppo", PPOConfig, _on_policy_modules(ppo_modules), "any",
+                        "PPO, clipped surrogate, as OpenAI baselines ppo2 (Schulman et al. 2017)",
+                        presets={"CartPole-*": _PPO_CARTPOLE})
+ALGOS["ppo-merl"] = AlgoSpec("ppo-merl", MERLConfig, _on_policy_modules(merl_modules), "any",
+                             "PPO + MERL variance-explained and future-state heads (Flet-Berliac & Preux 2019)",
+                             presets={"CartPole-*": _PPO_CARTPOLE})
 
 
 def get_algo(name: str) -> AlgoSpec:

@@ -1,0 +1,339 @@
+"""Proximal Policy Optimization with the clipped surrogate objective, as in OpenAI baselines ppo2.
+
+Schulman et al. 2017, "Proximal Policy Optimization Algorithms", arXiv 1707.06347 (Eqs. 6-9),
+with the implementation details of baselines ``ppo2`` (Dhariwal et al. 2017): GAE(lambda)
+advantages normalised per minibatch, a value loss clipped like the probability ratio, one Adam
+step on the summed loss with global gradient-norm clipping, a learning rate annealed linearly to
+0 over the run, orthogonal initialisation, a state-independent log-std, and observation/return
+normalisation (VecNormalize). Differences from baselines, on purpose: time-limit truncations
+bootstrap from ``V(final obs)`` (baselines treats them as terminations), and the normaliser
+statistics are saved in checkpoints and frozen in evaluation.
+
+Modules: ``policy`` (:class:`PPOPolicy`, actor + critic; ``act`` caches the log-prob and value
+of its sample), ``rollout`` (:class:`Rollout`, fills a :class:`RolloutBuffer`) and ``algo``
+(:class:`PPO`, the update when the rollout is full). An optional ``aux`` module (e.g. MERL's
+heads, ``algos/merl.py``) adds loss terms computed from the critic's trunk features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from rlblocks.buffers.rollout import RolloutBuffer
+from rlblocks.components.normalizer import ObsNormalizer
+from rlblocks.components.return_normalizer import ReturnNormalizer
+from rlblocks.config import BaseConfig, param
+from rlblocks.errors import ConfigError, RLBlocksError
+from rlblocks.module import Module
+from rlblocks.nets.distributions import CategoricalHead, DiagGaussianHead, orthogonal_init
+
+
+@dataclass
+class PPOConfig(BaseConfig):
+    """PPO keys; defaults are baselines ppo2's MuJoCo set (``ppo2/defaults.py: mujoco()``)."""
+
+    hidden_sizes: list = param([64, 64], help="MLP hidden layer widths (actor and critic)")  # noqa: RUF009
+    activation: str = param("tanh", choices=("tanh", "relu"), help="hidden-layer activation")
+    shared_network: bool = param(False, help="one trunk for actor and critic (baselines default: separate copy)")
+    normalize_obs: bool = param(True, help="running mean/std observation normalisation")
+    normalize_reward: bool = param(True, help="scale rewards by the std of a running discounted return")
+    reward_clip: float = param(10.0, low=0.0, low_open=True, help="clip scaled rewards to ±reward_clip")
+    n_steps: int = param(2048, low=1, help="vector steps per rollout (rollout = n_steps × num_envs)")
+    n_minibatches: int = param(32, low=1, help="minibatches per epoch (must divide n_steps × num_envs)")
+    n_epochs: int = param(10, low=1, help="passes over each rollout")
+    gae_lambda: float = param(0.95, low=0.0, high=1.0, help="GAE lambda")
+    lr: float = param(3e-4, low=0.0, high=1.0, low_open=True, help="Adam learning rate")
+    anneal_lr: bool = param(True, help="anneal the learning rate linearly to 0 over the run")
+    adam_eps: float = param(1e-5, low=0.0, low_open=True, help="Adam epsilon")
+    clip_range: float = param(0.2, low=0.0, low_open=True, help="ratio clip epsilon (Eq. 7)")
+    anneal_clip_range: bool = param(False, help="anneal clip_range linearly to 0 as the learning rate")
+    clip_value_loss: bool = param(True, help="clip the value change like the ratio (baselines ppo2)")
+    ent_coef: float = param(0.0, low=0.0, help="entropy bonus coefficient (c2 in Eq. 9)")
+    vf_coef: float = param(0.5, low=0.0, help="value loss coefficient (c1 in Eq. 9)")
+    max_grad_norm: float = param(0.5, low=0.0, low_open=True, help="global gradient-norm clip")
+    normalize_advantage: bool = param(True, help="normalise advantages per minibatch")
+
+    def check(self) -> None:
+        batch = self.n_steps * self.num_envs
+        if batch % self.n_minibatches or self.n_minibatches > batch:
+            raise ConfigError(
+                f"n_steps × num_envs = {self.n_steps} × {self.num_envs} = {batch} is not divisible by "
+                f"n_minibatches={self.n_minibatches}; pick n_minibatches dividing {batch} or change n_steps/num_envs")
+
+
+def _trunk(in_dim: int, hidden_sizes: list[int], activation: str) -> nn.Sequential:
+    """Hidden layers only, orthogonal init with gain sqrt(2) (baselines ``mlp``)."""
+    act = nn.Tanh if activation == "tanh" else nn.ReLU
+    layers: list[nn.Module] = []
+    for width in hidden_sizes:
+        layers += [orthogonal_init(nn.Linear(in_dim, width), 2 ** 0.5), act()]
+        in_dim = width
+    return nn.Sequential(*layers)
+
+
+class ActorCritic(nn.Module):
+    """Policy head on an actor trunk, value head on a critic trunk (the same trunk if ``shared``).
+
+    Shapes: ``obs [B, obs_dim]``; actions ``[B, act_dim]`` (Box) or ``[B]`` (Discrete);
+    values ``[B]``; critic features ``[B, hidden_sizes[-1]]``.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, discrete: bool, hidden_sizes: list[int],
+                 activation: str = "tanh", shared: bool = False):
+        super().__init__()
+        self.feature_dim = hidden_sizes[-1]
+        self.pi_trunk = _trunk(obs_dim, hidden_sizes, activation)
+        self.v_trunk = None if shared else _trunk(obs_dim, hidden_sizes, activation)
+        head = CategoricalHead if discrete else DiagGaussianHead
+        self.pi_head = head(self.feature_dim, act_dim)  # output init scale 0.01
+        self.v_head = orthogonal_init(nn.Linear(self.feature_dim, 1), 1.0)
+
+    def features(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(actor features, critic features)``."""
+        pi = self.pi_trunk(obs)
+        return pi, (pi if self.v_trunk is None else self.v_trunk(obs))
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.v_head((self.pi_trunk if self.v_trunk is None else self.v_trunk)(obs)).squeeze(-1)
+
+    def evaluate(self, obs: torch.Tensor, action: torch.Tensor):
+        """``(log_prob, entropy, value, critic features)`` of ``action`` under the current policy."""
+        pi, v = self.features(obs)
+        log_prob, entropy = self.pi_head.log_prob_entropy(pi, action)
+        return log_prob, entropy, self.v_head(v).squeeze(-1), v
+
+
+class PPOPolicy(Module):
+    """The ``policy`` module: normalises observations, samples actions, caches what PPO stores.
+
+    ``act(obs)`` (training) samples ``a ~ pi(.|s)`` and caches ``(normalised obs, raw sample,
+    log pi(a|s), V(s))`` in ``last`` for the ``rollout`` module. Gaussian samples are clipped to
+    [-1, 1] only in the returned action (sent to the env); the raw sample is what the update
+    scores. ``act(obs, explore=False)`` (evaluation) returns the mode if ``deterministic``, else a
+    sample, and caches nothing. Shapes: ``obs [N, obs_dim]`` (CPU) → ``[N, act_dim]`` or ``[N]``.
+    """
+
+    name = "policy"
+    requires = ("normalizer",)
+
+    def __init__(self, net: ActorCritic, device: torch.device):
+        super().__init__()
+        self.net, self.device = net.to(device), device
+        self.discrete = net.pi_head.discrete
+        self.last: tuple[torch.Tensor, ...] | None = None
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, explore: bool = True, deterministic: bool = False) -> torch.Tensor:
+        x = self.agent.normalizer(obs.to(self.device))
+        if explore:
+            pi, v = self.net.features(x)
+            action, log_prob = self.net.pi_head.sample(pi)
+            self.last = (x, action, log_prob, self.net.v_head(v).squeeze(-1))
+        else:
+            pi = self.net.pi_trunk(x)
+            action = self.net.pi_head.mode(pi) if deterministic else self.net.pi_head.sample(pi)[0]
+        return (action if self.discrete else action.clamp(-1.0, 1.0)).cpu()
+
+    @torch.no_grad()
+    def value(self, normalized_obs: torch.Tensor) -> torch.Tensor:
+        return self.net.value(normalized_obs)
+
+    def state_dict(self):
+        return {"net": self.net.state_dict()}
+
+    def load_state_dict(self, state):
+        self.net.load_state_dict(state["net"])
+
+
+class Rollout(Module):
+    """The ``rollout`` module: stores each vector step in a :class:`RolloutBuffer`.
+
+    Rewards pass through ``agent.return_normalizer`` when present. Where an episode is truncated,
+    ``V(final obs)`` is computed now, with the current critic, for the GAE bootstrap.
+    Saved as ``rollout.npz`` (a run resumed mid-rollout continues it exactly).
+    """
+
+    name = "rollout"
+    requires = ("policy", "normalizer")
+    checkpoint_format = "npz"
+
+    def __init__(self, buffer: RolloutBuffer):
+        super().__init__()
+        self.buffer = buffer
+
+    def process_experience(self, exp) -> None:
+        agent, buf = self.agent, self.buffer
+        obs, action, log_prob, value = agent.policy.last
+        reward = exp["reward"]
+        if "return_normalizer" in agent.modules:
+            reward = agent.return_normalizer.scale(reward)
+        final_value = next_obs = None
+        truncated = exp["truncated"]
+        if truncated.any():
+            final_value = torch.zeros(buf.num_envs, device=buf.device)
+            final_obs = exp["next_obs"][truncated].to(buf.device)
+            final_value[truncated.to(buf.device)] = agent.policy.value(agent.normalizer(final_obs))
+        if buf.next_obs is not None:
+            next_obs = agent.normalizer(exp["next_obs"].to(buf.device))
+        buf.add(obs, action, log_prob, value, reward.to(buf.device), exp["terminated"].to(buf.device),
+                truncated.to(buf.device), final_value, next_obs)
+
+    def save(self, path) -> None:
+        self.buffer.save(path)
+
+    def load(self, path) -> None:
+        self.buffer.load(path)
+
+
+class PPO(Module):
+    """The ``algo`` module: when the rollout is full, ``n_epochs`` passes of clipped-surrogate updates.
+
+    Args:
+        cfg: the resolved :class:`PPOConfig`.
+        total_steps: env steps of the whole run, the horizon of the learning-rate annealing.
+
+    Metrics (means since the logger's last row): the losses of Eq. 9, entropy, approximate KL
+    ``½ E[(log pi_old - log pi)^2]``, the fraction of clipped ratios, explained variance of the
+    rollout's values and the learning rate.
+    """
+
+    name = "algo"
+    requires = ("policy", "rollout", "normalizer", "env")
+    metric_names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "explained_variance", "lr")
+
+    def __init__(self, cfg: PPOConfig, total_steps: int):
+        super().__init__()
+        self.cfg, self.total_steps = cfg, total_steps
+        self.updates = 0  # gradient steps
+        self.rollouts = 0
+        self._sums: torch.Tensor | None = None
+        self._count = 0
+
+    def setup(self) -> None:
+        self.aux = self.agent.modules.get("aux")  # optional auxiliary losses (MERL)
+        self.params = list(self.agent.policy.net.parameters())
+        if self.aux is not None:
+            self.params += list(self.aux.parameters())
+        fused = self.agent.device.type in ("cpu", "cuda")
+        self.optimizer = torch.optim.Adam(self.params, lr=self.cfg.lr, eps=self.cfg.adam_eps, fused=fused)
+
+    def optimize(self) -> None:
+        buf = self.agent.rollout.buffer
+        if not buf.full:
+            return
+        # Linear annealing as baselines: 1 at the first update, 1/n_updates at the last.
+        steps_before = self.agent.env_steps - buf.size
+        frac = max(0.0, 1.0 - steps_before / self.total_steps) if self.total_steps > 0 else 1.0
+        with torch.no_grad():
+            obs = self.agent.normalizer(self.agent.env.obs.to(buf.device))
+            buf.compute_returns(self.agent.policy.value(obs), self.cfg.gamma, self.cfg.gae_lambda)
+        if self.aux is not None:
+            self.aux.prepare(buf)
+        self.update(buf, frac)
+        buf.reset()
+
+    def update(self, buf: RolloutBuffer, frac: float) -> None:
+        """Schulman et al. 2017, Alg. 1: ``n_epochs`` passes of ``n_minibatches`` Adam steps on Eq. 9."""
+        cfg, net = self.cfg, self.agent.policy.net
+        lr = cfg.lr * frac if cfg.anneal_lr else cfg.lr
+        clip = cfg.clip_range * frac if cfg.anneal_clip_range else cfg.clip_range
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        sums = torch.zeros(5, device=buf.device)
+        for _ in range(cfg.n_epochs):
+            for b in buf.minibatches(cfg.n_minibatches):
+                log_prob, entropy, value, v_features = net.evaluate(b.obs, b.action)
+                adv = b.advantage
+                if cfg.normalize_advantage:
+                    adv = (adv - adv.mean()) / (adv.std(unbiased=False) + 1e-8)
+
+                # Eq. 6-7: r_t = pi(a|s) / pi_old(a|s);  L^CLIP = E[min(r_t A_t, clip(r_t, 1±eps) A_t)]
+                log_ratio = log_prob - b.log_prob
+                ratio = log_ratio.exp()
+                policy_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1.0 - clip, 1.0 + clip)).mean()
+
+                # Eq. 9's L^VF = (V(s) - V_targ)^2 with V_targ the GAE return, clipped as in ppo2:
+                # the new value may move at most eps from the old one before the loss stops it.
+                value_loss = (value - b.ret).square()
+                if cfg.clip_value_loss:
+                    v_clipped = b.value + (value - b.value).clamp(-clip, clip)
+                    value_loss = torch.max(value_loss, (v_clipped - b.ret).square())
+                value_loss = 0.5 * value_loss.mean()
+                entropy = entropy.mean()
+
+                # Eq. 9 (as a loss to minimise): -L^CLIP + c1 L^VF - c2 S[pi]; plus auxiliary terms.
+                loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
+                if self.aux is not None:
+                    loss = loss + self.aux.loss(b, v_features)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm, foreach=True)
+                self.optimizer.step()
+                self.updates += 1
+
+                with torch.no_grad():
+                    approx_kl = 0.5 * log_ratio.square().mean()
+                    clip_fraction = ((ratio - 1.0).abs() > clip).float().mean()
+                    sums += torch.stack([policy_loss, value_loss, entropy, approx_kl, clip_fraction]).detach()
+        self.rollouts += 1
+        n = cfg.n_epochs * cfg.n_minibatches
+        metrics = torch.cat([sums / n, explained_variance(buf.value, buf.ret).view(1),
+                             torch.tensor([lr], device=buf.device)])
+        self._sums = metrics if self._sums is None else self._sums + metrics
+        self._count += 1
+
+    def pop_metrics(self) -> dict[str, float]:
+        """Mean of each metric over the rollouts since the last call (NaN before the first)."""
+        if self._sums is None:
+            return {n: float("nan") for n in self.metric_names}
+        values = (self._sums / self._count).tolist()
+        self._sums, self._count = None, 0
+        return dict(zip(self.metric_names, values))
+
+    def state_dict(self):
+        return {"updates": self.updates, "rollouts": self.rollouts, "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state):
+        self.updates, self.rollouts = int(state["updates"]), int(state["rollouts"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def explained_variance(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``1 - Var[target - pred] / Var[target]`` (NaN when the target is constant), as a tensor."""
+    var = target.var(unbiased=False)
+    return 1.0 - (target - pred).var(unbiased=False) / var
+
+
+def ppo_modules(env, cfg: PPOConfig, device: torch.device, total_steps: int, aux_factory=None) -> list[Module]:
+    """The learner modules of PPO for ``env`` (an :class:`EnvRunner`): normalisers, policy,
+    rollout, optional ``aux`` (``aux_factory(feature_dim, obs_dim, device)``) and the update.
+
+    Raises:
+        RLBlocksError: observations that are not a flat vector, or actions neither Box nor Discrete.
+    """
+    import gymnasium as gym
+
+    obs_shape = tuple(env.obs_space.shape)
+    if len(obs_shape) != 1:
+        raise RLBlocksError(f"{env.env_id} has observations of shape {obs_shape}; PPO's MLP needs a flat vector")
+    space = env.action_space
+    if isinstance(space, gym.spaces.Discrete):
+        act_dim, action_shape, discrete = int(space.n), (), True
+    elif isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
+        act_dim, action_shape, discrete = int(space.shape[0]), (int(space.shape[0]),), False
+    else:
+        raise RLBlocksError(f"{env.env_id} has actions {space}; PPO supports Box (1-D) and Discrete")
+    net = ActorCritic(obs_shape[0], act_dim, discrete, cfg.hidden_sizes, cfg.activation, cfg.shared_network)
+    policy = PPOPolicy(net, device)
+    aux = aux_factory(net.feature_dim, obs_shape[0], device) if aux_factory is not None else None
+    buffer = RolloutBuffer(cfg.n_steps, cfg.num_envs, obs_shape, action_shape, device,
+                           store_next_obs=getattr(aux, "needs_next_obs", False))
+    modules: list[Module] = [ObsNormalizer(obs_shape, cfg.normalize_obs, cfg.obs_clip).to(device),
+                             ReturnNormalizer(cfg.num_envs, cfg.gamma, cfg.normalize_reward, cfg.reward_clip),
+                             policy, Rollout(buffer)]
+    if aux is not None:
+        modules.append(aux)
+    return modules + [PPO(cfg, total_steps)]

@@ -1,0 +1,144 @@
+"""MERL auxiliary heads: VE and FS targets on hand-built batches, and FS pairs never cross an episode end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rlblocks.algos.merl import MERLConfig, MERLHeads, cosine_distance, future_obs_targets, variance_explained
+from rlblocks.buffers.rollout import RolloutBatch
+from rlblocks.errors import ConfigError
+
+
+def test_variance_explained_target_hand_computed():
+    returns = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    old_values = torch.tensor([1.0, 2.0, 3.0, 3.0])
+    # Var[R - V] = Var([0, 0, 0, 1]) = 3/16; Var[R] = 5/4 (population variances)
+    assert variance_explained(returns, old_values).item() == pytest.approx(1 - (3 / 16) / (5 / 4))
+    assert variance_explained(returns, returns).item() == pytest.approx(1.0)
+    assert variance_explained(returns, torch.zeros(4)).item() == pytest.approx(0.0)
+
+
+def _trajectories(T, N, done_at):
+    """``next_obs[t, i] = [episode id, step in episode + 1]``; ``done_at`` = set of (t, i)."""
+    terminated = torch.zeros(T, N, dtype=torch.bool)
+    next_obs = torch.zeros(T, N, 2)
+    for i in range(N):
+        episode, k = 0, 0
+        for t in range(T):
+            k += 1
+            next_obs[t, i] = torch.tensor([episode + 100 * i, k])
+            if (t, i) in done_at:
+                terminated[t, i] = True
+                episode, k = episode + 1, 0
+    return next_obs, terminated
+
+
+def test_future_state_targets_hand_built():
+    # 2 envs × 5 steps; env 0 ends an episode at t=1, env 1 at t=3 (a truncation).
+    next_obs, ended = _trajectories(5, 2, {(1, 0), (3, 1)})
+    terminated = ended.clone()
+    terminated[3, 1] = False
+    truncated = ended & ~terminated
+
+    target, valid = future_obs_targets(next_obs, terminated, truncated, nfs=1)
+    assert torch.equal(target, next_obs)  # one step ahead = the true next obs (final obs at an end)
+    assert valid.all()
+
+    target, valid = future_obs_targets(next_obs, terminated, truncated, nfs=2)
+    # s_{t+2} = next_obs[t+1]: invalid where the episode ended at t, and for the last step.
+    expected_valid = torch.tensor([[True, True], [False, True], [True, True], [True, False], [False, False]])
+    assert torch.equal(valid, expected_valid)
+    assert torch.equal(target[:4], next_obs[1:])
+    assert torch.equal(target[0, 0], torch.tensor([0.0, 2.0]))  # same episode, 2 steps later
+
+
+@pytest.mark.parametrize("nfs", [1, 2, 3, 5])
+def test_future_state_pairs_never_cross_an_episode_end(nfs):
+    g = torch.Generator().manual_seed(nfs)
+    T, N = 40, 3
+    done_at = {(t, i) for t in range(T) for i in range(N) if torch.rand((), generator=g) < 0.15}
+    next_obs, terminated = _trajectories(T, N, done_at)
+    truncated = torch.zeros_like(terminated)
+    target, valid = future_obs_targets(next_obs, terminated, truncated, nfs)
+    obs_episode = torch.zeros(T, N)  # the episode s_t belongs to
+    for i in range(N):
+        episode = 100 * i
+        for t in range(T):
+            obs_episode[t, i] = episode
+            if terminated[t, i]:
+                episode += 1
+    n_valid = 0
+    for t in range(T):
+        for i in range(N):
+            if valid[t, i]:
+                n_valid += 1
+                assert target[t, i, 0] == obs_episode[t, i], "a future-state pair crosses an episode end"
+                assert torch.equal(target[t, i], next_obs[t + nfs - 1, i])
+            else:  # masked only when needed: the pair would cross an end or leave the rollout
+                crosses = bool(terminated[t:t + nfs - 1, i].any()) or t + nfs - 1 >= T
+                assert crosses
+    assert n_valid > 0
+
+
+def test_cosine_distance_masks_rows():
+    pred = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
+    target = torch.tensor([[2.0, 0.0], [0.0, 3.0], [-1.0, -1.0]])
+    assert cosine_distance(pred, target, torch.tensor([True, True, True])).item() == pytest.approx((0 + 1 + 2) / 3)
+    assert cosine_distance(pred, target, torch.tensor([True, False, False])).item() == pytest.approx(0.0)
+    assert cosine_distance(pred, target, torch.zeros(3, dtype=torch.bool)).item() == 0.0
+
+
+def test_heads_loss_on_a_hand_built_batch():
+    torch.manual_seed(0)
+    cfg = MERLConfig(n_steps=2, num_envs=2, n_minibatches=1)
+    heads = MERLHeads(feature_dim=3, obs_dim=2, cfg=cfg, device=torch.device("cpu"))
+
+    class Buf:  # the two fields prepare() reads, plus shape
+        size = 4
+        next_obs = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 1.0], [2.0, 0.0]]])
+        terminated = torch.tensor([[True, False], [False, False]])
+        truncated = torch.zeros(2, 2, dtype=torch.bool)
+
+    heads.prepare(Buf)
+    features = torch.randn(4, 3, requires_grad=True)
+    ret, old_v = torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([1.0, 2.0, 3.0, 3.0])
+    index = torch.tensor([3, 0, 2, 1])
+    b = RolloutBatch(None, None, None, old_v, None, ret, index)
+    loss = heads.loss(b, features)
+    ve = 1 - (3 / 16) / (5 / 4)
+    ve_loss = (heads.heads["ve"](features).squeeze(-1) - ve).square().mean()
+    fs_target = Buf.next_obs.view(4, 2)[index]
+    fs_loss = (1 - torch.cosine_similarity(heads.heads["fs"](features), fs_target, dim=-1)).mean()
+    assert loss.item() == pytest.approx(0.5 * ve_loss.item() + 0.01 * fs_loss.item(), rel=1e-5)
+    loss.backward()
+    assert all(p.grad is not None for p in heads.parameters())
+    metrics = heads.pop_metrics()
+    assert metrics["ve_loss"] == pytest.approx(ve_loss.item(), rel=1e-5)
+    assert metrics["fs_loss"] == pytest.approx(fs_loss.item(), rel=1e-5)
+
+
+def test_nfs_longer_than_rollout_is_a_config_error():
+    with pytest.raises(ConfigError, match="nfs"):
+        MERLConfig(n_steps=4, n_minibatches=2, nfs=5).validate()
+
+
+def test_ppo_merl_agent_updates_heads(one_thread):
+    from rlblocks.registry import RunOptions, build_agent, get_algo
+    from rlblocks.run import resolve_config
+
+    spec = get_algo("ppo-merl")
+    cfg = resolve_config(spec, "Pendulum-v1", overrides={"n_steps": "64", "n_minibatches": "4", "n_epochs": "2"})
+    opts = RunOptions(None, 128, eval_every=0, checkpoint_every=0, progress=False, tensorboard=False)
+    agent = build_agent(spec, "Pendulum-v1", cfg, 0, torch.device("cpu"), opts)
+    try:
+        before = [p.detach().clone() for p in agent.aux.parameters()]
+        agent.train(128)
+        assert agent.algo.updates == 2 * 2 * 4
+        assert all(not torch.equal(a, p) for a, p in zip(before, agent.aux.parameters()))
+        assert agent.rollout.buffer.next_obs is not None
+        metrics = agent.aux.pop_metrics()
+        assert all(np.isfinite(v) for v in metrics.values()), metrics
+    finally:
+        agent.env.close()

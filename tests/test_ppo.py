@@ -1,0 +1,217 @@
+"""PPO: config checks, policy heads, action clipping, return normalisation, checkpointed and frozen
+normaliser statistics, exact resume mid-rollout, and CartPole learning."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rlblocks.algos.ppo import PPOConfig
+from rlblocks.checkpoint import latest_checkpoint, load_checkpoint
+from rlblocks.components.evaluator import evaluate
+from rlblocks.components.return_normalizer import ReturnNormalizer
+from rlblocks.errors import ConfigError
+from rlblocks.nets.distributions import CategoricalHead, DiagGaussianHead
+from rlblocks.registry import RunOptions, build_agent, get_algo
+from rlblocks.run import load_run_agent, resolve_config, resume_run, train
+
+SMALL = {"n_steps": "64", "n_minibatches": "4", "n_epochs": "2"}  # fast Pendulum settings
+
+
+def _agent(algo: str, env_id: str, overrides=None, total: int = 100_000, seed: int = 0):
+    spec = get_algo(algo)
+    cfg = resolve_config(spec, env_id, overrides=overrides)
+    opts = RunOptions(None, total, eval_every=0, checkpoint_every=0, progress=False, tensorboard=False)
+    return build_agent(spec, env_id, cfg, seed, torch.device("cpu"), opts)
+
+
+# ----------------------------------------------------------------------------- config
+def test_defaults_are_baselines_mujoco_set():
+    cfg = PPOConfig()
+    assert (cfg.n_steps, cfg.n_minibatches, cfg.n_epochs, cfg.gae_lambda, cfg.gamma) == (2048, 32, 10, 0.95, 0.99)
+    assert (cfg.lr, cfg.anneal_lr, cfg.clip_range, cfg.ent_coef, cfg.vf_coef) == (3e-4, True, 0.2, 0.0, 0.5)
+    assert (cfg.max_grad_norm, cfg.adam_eps, cfg.hidden_sizes, cfg.activation) == (0.5, 1e-5, [64, 64], "tanh")
+    assert cfg.normalize_obs and cfg.normalize_reward and not cfg.shared_network
+    cfg.validate()
+
+
+def test_minibatch_divisibility_error_names_the_keys():
+    with pytest.raises(ConfigError) as err:
+        PPOConfig(n_steps=100, num_envs=3, n_minibatches=32).validate()
+    msg = str(err.value)
+    assert "n_steps" in msg and "num_envs" in msg and "n_minibatches=32" in msg and "300" in msg
+    PPOConfig(n_steps=64, num_envs=3, n_minibatches=32).validate()  # 192 = 32 × 6
+
+
+def test_bad_values_via_resolve_config():
+    with pytest.raises(ConfigError, match="n_minibatches"):
+        resolve_config(get_algo("ppo"), "Pendulum-v1", overrides={"n_minibatches": "7"})
+    with pytest.raises(ConfigError, match="clip_range"):
+        resolve_config(get_algo("ppo"), "Pendulum-v1", overrides={"clip_range": "0"})
+
+
+# ----------------------------------------------------------------------------- heads
+def test_gaussian_head_matches_torch_distributions_and_init():
+    torch.manual_seed(0)
+    head = DiagGaussianHead(8, 3)
+    assert torch.equal(head.log_std.detach(), torch.zeros(3))
+    assert torch.allclose(head.mean.weight.norm(dim=1), torch.full((3,), 0.01), atol=1e-6)  # orthogonal, gain 0.01
+    with torch.no_grad():
+        head.log_std.copy_(torch.tensor([-0.5, 0.0, 0.7]))
+    f = torch.randn(5, 8)
+    action, log_prob = head.sample(f)
+    ref = torch.distributions.Normal(head(f), head.log_std.exp())
+    assert torch.allclose(log_prob, ref.log_prob(action).sum(-1), atol=1e-5)
+    lp, ent = head.log_prob_entropy(f, action)
+    assert torch.allclose(lp, log_prob, atol=1e-5)
+    assert torch.allclose(ent, ref.entropy().sum(-1), atol=1e-5)
+    assert torch.equal(head.mode(f), head(f))
+
+
+def test_categorical_head_matches_torch_distributions():
+    torch.manual_seed(0)
+    head = CategoricalHead(8, 4)
+    f = torch.randn(6, 8) * 50  # make the distribution far from uniform
+    action, log_prob = head.sample(f)
+    assert action.dtype == torch.int64 and action.shape == (6,)
+    ref = torch.distributions.Categorical(logits=head(f))
+    assert torch.allclose(log_prob, ref.log_prob(action), atol=1e-5)
+    lp, ent = head.log_prob_entropy(f, action)
+    assert torch.allclose(lp, log_prob, atol=1e-5) and torch.allclose(ent, ref.entropy(), atol=1e-5)
+    assert torch.equal(head.mode(f), head(f).argmax(-1))
+
+
+def test_gaussian_actions_are_clipped_for_the_env_but_stored_raw():
+    agent = _agent("ppo", "Pendulum-v1", SMALL)
+    try:
+        with torch.no_grad():
+            agent.policy.net.pi_head.log_std.fill_(1.5)  # std 4.5: most samples leave [-1, 1]
+        agent.train(32)
+        stored = agent.rollout.buffer.action[:32]
+        assert stored.abs().max() > 1.0
+        exp, _ = agent.env.step()
+        assert exp["action"].abs().max() <= 1.0
+        assert torch.equal(exp["action"], agent.policy.last[1].clamp(-1, 1))
+        # the stored log-prob is that of the raw sample
+        x, raw, log_prob, _ = agent.policy.last
+        lp, _ = agent.policy.net.pi_head.log_prob_entropy(agent.policy.net.pi_trunk(x), raw)
+        assert torch.allclose(lp, log_prob, atol=1e-5)
+    finally:
+        agent.env.close()
+
+
+def test_shared_network_option_trains_one_trunk(one_thread):
+    agent = _agent("ppo", "Pendulum-v1", {**SMALL, "shared_network": "true"})
+    try:
+        net = agent.policy.net
+        assert net.v_trunk is None
+        n_params = sum(p.numel() for p in net.parameters())
+        assert n_params == (3 * 64 + 64) + (64 * 64 + 64) + (64 + 1 + 1) + (64 + 1)  # trunk, pi head, log-std, v head
+        before = [p.detach().clone() for p in net.pi_trunk.parameters()]
+        agent.train(64)
+        assert agent.algo.updates == 2 * 4
+        assert all(not torch.equal(a, p) for a, p in zip(before, net.pi_trunk.parameters()))
+    finally:
+        agent.env.close()
+
+
+# ----------------------------------------------------------------------------- return normaliser
+def test_return_normalizer_has_vecnormalize_semantics():
+    gamma = 0.9
+    rn = ReturnNormalizer(num_envs=2, gamma=gamma, enabled=True, clip=10.0)
+    rewards = np.array([[1.0, -2.0], [3.0, 0.5], [-1.0, 4.0], [2.0, 2.0]])
+    dones = np.array([[False, False], [True, False], [False, False], [False, True]])
+    ret, seen = np.zeros(2), []
+    for r, d in zip(rewards, dones):
+        exp = {"reward": torch.tensor(r, dtype=torch.float32), "terminated": torch.tensor(d),
+               "truncated": torch.zeros(2, dtype=torch.bool)}
+        rn.process_experience(exp)
+        ret = ret * gamma + r
+        seen.append(ret.copy())
+        ret[d] = 0.0
+        all_ret = np.concatenate(seen)
+        count = 1e-4 + all_ret.size
+        # running stats start at mean 0, var 1, count 1e-4 (baselines' RunningMeanStd)
+        mean = all_ret.sum() / count
+        var = (1e-4 * 1.0 + ((all_ret - all_ret.mean()) ** 2).sum() + all_ret.mean() ** 2 * 1e-4 * all_ret.size / count) / count
+        assert rn.mean == pytest.approx(mean, rel=1e-6)
+        assert rn.var == pytest.approx(var, rel=1e-6)
+        scaled = rn.scale(exp["reward"])
+        assert torch.allclose(scaled, torch.tensor(np.clip(r / math.sqrt(var + 1e-8), -10, 10), dtype=torch.float32))
+    assert rn.scale(torch.tensor([1e6, -1e6])).tolist() == [10.0, -10.0]
+    off = ReturnNormalizer(2, gamma, enabled=False)
+    assert torch.equal(off.scale(torch.tensor([5.0, 6.0])), torch.tensor([5.0, 6.0]))
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def _norm_stats(agent):
+    rms = agent.normalizer.rms
+    rn = agent.return_normalizer
+    return [rms.mean.clone(), rms.var.clone(), rms.count.clone(), torch.tensor([rn.mean, rn.var, rn.count], dtype=torch.float64)]
+
+
+def test_normalizer_statistics_survive_checkpoint_and_freeze_in_eval(tmp_path, one_thread):
+    run = train("ppo", "Pendulum-v1", steps=256, seed=3, run_dir=str(tmp_path / "run"), overrides=dict(SMALL),
+                eval_every=0, checkpoint_every=0, device="cpu", progress=False)
+    saved = load_checkpoint(latest_checkpoint(run))["modules"]
+    assert float(saved["normalizer"]["count"]) > 256  # updated from every training transition
+    assert float(saved["return_normalizer"]["stats"][1]) != 1.0
+
+    agent, _ = load_run_agent(run, for_training=False, device="cpu")
+    try:
+        before = _norm_stats(agent)
+        assert torch.equal(before[0], saved["normalizer"]["mean"]) and torch.equal(before[1], saved["normalizer"]["var"])
+        assert torch.equal(before[3], saved["return_normalizer"]["stats"])
+        returns = evaluate(agent, "Pendulum-v1", 2, seed=0)
+        assert len(returns) == 2
+        after = _norm_stats(agent)
+        assert all(torch.equal(a, b) for a, b in zip(before, after)), "evaluation changed normaliser statistics"
+    finally:
+        agent.env.close()
+
+
+def test_resume_mid_rollout_continues_exactly(tmp_path, one_thread):
+    # n_steps 64: a checkpoint at 96 steps holds a half-full rollout. The first update (at 64
+    # steps) anneals with frac = 1 in both runs, so the 96-step session's horizon does not matter.
+    kw = {"seed": 1, "overrides": dict(SMALL), "eval_every": 0, "checkpoint_every": 0, "device": "cpu",
+          "progress": False}
+    straight = train("ppo-merl", "Pendulum-v1", steps=192, run_dir=str(tmp_path / "a"), **kw)
+    split = train("ppo-merl", "Pendulum-v1", steps=96, run_dir=str(tmp_path / "b"), **kw)
+    assert (split / "checkpoints" / "step_0000000096" / "rollout.npz").exists()
+    resume_run(split, steps=192, device="cpu", progress=False)
+    a = load_checkpoint(latest_checkpoint(straight))["modules"]
+    b = load_checkpoint(latest_checkpoint(split))["modules"]
+    for module in ("policy", "aux", "normalizer"):
+        for key, value in a[module].items():
+            for name, tensor in (value.items() if isinstance(value, dict) else [(key, value)]):
+                assert torch.equal(tensor, b[module][key][name] if isinstance(value, dict) else b[module][key]), \
+                    f"{module}.{key}.{name} differs after resume"
+    assert torch.equal(a["return_normalizer"]["stats"], b["return_normalizer"]["stats"])
+    assert a["algo"]["updates"] == b["algo"]["updates"] == 3 * 2 * 4
+
+
+# ----------------------------------------------------------------------------- learning
+def _steps_to_reach(seed: int, budget: int = 100_000, threshold: float = 475.0, every: int = 2500):
+    """Train PPO with the CartPole preset; evaluate (10 greedy episodes) every ``every`` steps and
+    stop at the first score >= ``threshold``."""
+    agent = _agent("ppo", "CartPole-v1", total=budget, seed=seed)
+    scores = []
+    try:
+        for steps in range(every, budget + 1, every):
+            agent.train(steps)
+            score = float(np.mean(evaluate(agent, "CartPole-v1", 10, seed=10_000 + seed)))
+            scores.append((steps, round(score, 1)))
+            if score >= threshold:
+                return steps, scores
+    finally:
+        agent.env.close()
+    return None, scores
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ppo_solves_cartpole_within_100k_steps(seed, one_thread):
+    reached, scores = _steps_to_reach(seed)
+    assert reached is not None, f"PPO seed {seed} never reached 475 on CartPole-v1 within 100k steps: {scores}"
