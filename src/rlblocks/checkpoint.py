@@ -120,7 +120,7 @@ def load_checkpoint(path: Path, verify: bool = True) -> dict[str, Any]:
                                       "resume from an earlier checkpoint")
     try:
         return torch.load(path / "state.pt", map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for truncated/garbled files
+    except Exception as e:  # noqa: BLE001 - torch raises many types for truncated/garbled files
         raise CheckpointError(f"checkpoint {path / 'state.pt'} cannot be read ({type(e).__name__}); "
                               "resume from an earlier checkpoint") from None
 

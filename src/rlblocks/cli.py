@@ -1,4 +1,4 @@
-"""Command line: ``rlblocks {train,resume,eval,list}``.
+"""Command line: ``rlblocks {train,resume,eval,sweep,plot,list}``.
 
 Every user error ends with one line on stderr (``rlblocks: error: ...``) and exit status 2.
 """
@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir if there is one")
     t.add_argument("--overwrite", action="store_true", help="delete an existing run in --run-dir first")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--load", default=None, metavar="RUN_DIR",
+                   help="start from another run's trained weights (policy, critic, normaliser; not optimizers, "
+                        "replay or counters); same algo and observation/action shapes")
 
     r = sub.add_parser("resume", help="continue a run from its latest checkpoint")
     r.add_argument("run_dir")
@@ -49,8 +52,49 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=None)
     e.add_argument("--device", default="auto")
 
+    w = sub.add_parser("sweep", help="run an algo × env × seed grid, J runs at a time (re-run to resume)")
+    w.add_argument("--algo", required=True, help="algorithms, comma-separated: sac,td3")
+    w.add_argument("--env", required=True, help="env ids, comma-separated: Pendulum-v1,HalfCheetah-v5")
+    w.add_argument("--seeds", default="0", help="0-7, 0,2,5 or 3 (default 0)")
+    w.add_argument("--steps", type=int, default=100_000, help="total env steps per run (default 100000)")
+    w.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1)")
+    w.add_argument("--sweep-dir", default=None, help="default: sweeps/<algos>_<envs>_<hash of --set>")
+    w.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override config keys in every run")
+    w.add_argument("--eval-every", type=int, default=10_000, help="env steps between evaluations (0: off)")
+    w.add_argument("--checkpoint-every", type=int, default=50_000, help="env steps between checkpoints (0: end only)")
+    w.add_argument("--device", default="auto", help="auto, cpu or cuda (for every run)")
+    w.add_argument("--no-progress", action="store_true", help="no progress bar over runs")
+
+    pl = sub.add_parser("plot", help="learning curves (mean ± standard error over seeds) and a summary table")
+    pl.add_argument("sweep_dir", help="a directory made by `rlblocks sweep` (or any directory of runs)")
+    pl.add_argument("--out", default=None, metavar="FIG.png", help="figure path (default <sweep_dir>/<metric>.png)")
+    pl.add_argument("--metric", choices=("eval", "train"), default="eval",
+                    help="eval: eval.csv score vs frames; train: progress.csv train_return vs steps")
+
     sub.add_parser("list", help="algorithms and their key hyperparameters")
     return p
+
+
+def _sweep(args, argv: list[str] | None) -> int:
+    from rlblocks import sweep
+    from rlblocks.config import parse_overrides
+
+    plan = sweep.plan_sweep(args.algo, args.env, args.seeds, steps=args.steps, sweep_dir=args.sweep_dir,
+                            overrides=parse_overrides(args.set), eval_every=args.eval_every,
+                            checkpoint_every=args.checkpoint_every, jobs=args.jobs, device=args.device)
+    command = ["rlblocks", *(sys.argv[1:] if argv is None else argv)]
+    result = sweep.run_sweep(plan, progress=not args.no_progress, command=command)
+    print(sweep.report(result, plan))
+    return result.exit_code
+
+
+def _plot(args) -> None:
+    from rlblocks.plot import plot_sweep
+
+    fig, md, csv = plot_sweep(args.sweep_dir, args.out, args.metric)
+    print(md.read_text(), end="")
+    print(f"figure {fig}\ntables {md} {csv}")
 
 
 def _list() -> None:
@@ -72,8 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             _list()
             return 0
-        from rlblocks.config import parse_overrides
+        if args.command == "sweep":
+            return _sweep(args, argv)
+        if args.command == "plot":
+            _plot(args)
+            return 0
         from rlblocks import run
+        from rlblocks.config import parse_overrides
 
         if args.command == "train":
             overrides = parse_overrides(args.set)
@@ -84,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             run.train(args.algo, args.env, steps=args.steps, seed=args.seed, run_dir=args.run_dir,
                       config_file=args.config, overrides=overrides, eval_every=args.eval_every,
                       checkpoint_every=args.checkpoint_every, device=args.device, resume=args.resume,
-                      overwrite=args.overwrite, progress=not args.no_progress)
+                      overwrite=args.overwrite, progress=not args.no_progress, load=args.load)
         elif args.command == "resume":
             run.resume_run(args.run_dir, args.steps, device=args.device, progress=not args.no_progress)
         elif args.command == "eval":
@@ -98,7 +147,11 @@ def main(argv: list[str] | None = None) -> int:
 
             print(f"return {np.mean(returns):.2f} ± {np.std(returns):.2f} over {len(returns)} episodes")
             if args.video:
-                print(f"video written next to {args.video}")
+                from pathlib import Path
+
+                video = Path(args.video)
+                written = sorted(video.parent.glob(f"{video.stem}-episode-*.mp4"))
+                print(f"videos: {', '.join(map(str, written))}" if written else f"no video written next to {video}")
     except RLBlocksError as e:
         print(f"rlblocks: error: {e}", file=sys.stderr)
         return 2

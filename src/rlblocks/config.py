@@ -107,7 +107,7 @@ class BaseConfig:
         blob = json.dumps(self.non_default(), sort_keys=True).encode()
         return hashlib.sha1(blob).hexdigest()[:8]
 
-    def updated(self, values: dict[str, Any], source: str) -> "BaseConfig":
+    def updated(self, values: dict[str, Any], source: str) -> BaseConfig:
         """A copy with ``values`` applied. Raises :class:`ConfigError` on an unknown key."""
         known = {f.name: f for f in fields(self)}
         hints = typing.get_type_hints(type(self))

@@ -6,9 +6,9 @@ An algorithm preset is just a list of modules (DESIGN.md); variants are module s
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import gymnasium as gym
 import torch

@@ -30,6 +30,7 @@ from rlblocks.algos.ppo import PPOConfig, ppo_modules
 from rlblocks.buffers.rollout import RolloutBatch, RolloutBuffer
 from rlblocks.config import param
 from rlblocks.errors import ConfigError
+from rlblocks.metrics import MetricSums
 from rlblocks.module import Module
 from rlblocks.nets.distributions import orthogonal_init
 
@@ -103,8 +104,7 @@ class MERLHeads(Module):
         self.heads = nn.ModuleDict({"ve": orthogonal_init(nn.Linear(feature_dim, 1), 1.0),
                                     "fs": orthogonal_init(nn.Linear(feature_dim, obs_dim), 1.0)}).to(device)
         self._target = self._valid = None
-        self._sums: torch.Tensor | None = None
-        self._count = 0
+        self.metrics = MetricSums(self.metric_names)
 
     def parameters(self) -> list[nn.Parameter]:
         return list(self.heads.parameters())
@@ -117,23 +117,18 @@ class MERLHeads(Module):
         ve_target = variance_explained(b.ret, b.value)  # no gradient: returns and old values are data
         ve_loss = (self.heads["ve"](features).squeeze(-1) - ve_target).square().mean()
         fs_loss = cosine_distance(self.heads["fs"](features), self._target[b.index], self._valid[b.index])
-        metrics = torch.stack([ve_loss, fs_loss]).detach()
-        self._sums = metrics if self._sums is None else self._sums + metrics
-        self._count += 1
+        self.metrics.add((ve_loss, fs_loss))
         return self.cfg.ve_coef * ve_loss + self.cfg.fs_coef * fs_loss
 
     def pop_metrics(self) -> dict[str, float]:
-        if self._sums is None:
-            return {n: float("nan") for n in self.metric_names}
-        values = (self._sums / self._count).tolist()
-        self._sums, self._count = None, 0
-        return dict(zip(self.metric_names, values))
+        return self.metrics.pop()
 
     def state_dict(self):
-        return {"heads": self.heads.state_dict()}
+        return {"heads": self.heads.state_dict(), "metrics": self.metrics.state_dict()}
 
     def load_state_dict(self, state):
         self.heads.load_state_dict(state["heads"])
+        self.metrics.load_state_dict(state.get("metrics"))
 
 
 def merl_modules(env, cfg: MERLConfig, device: torch.device, total_steps: int) -> list[Module]:

@@ -14,6 +14,7 @@ import torch
 from rlblocks.config import BaseConfig, param
 from rlblocks.errors import ConfigError
 from rlblocks.explore import make_noise
+from rlblocks.metrics import MetricSums
 from rlblocks.module import Module
 from rlblocks.nets import DeterministicActor, QEnsemble, SquashedGaussianActor, target_copy
 
@@ -167,8 +168,7 @@ class OffPolicyAlgorithm(Module):
         super().__init__()
         self.cfg = cfg
         self.updates = 0
-        self._sums: torch.Tensor | None = None
-        self._count = 0
+        self.metrics = MetricSums(self.metric_names)
 
     def optimize(self) -> None:
         cfg, agent = self.cfg, self.agent
@@ -179,22 +179,15 @@ class OffPolicyAlgorithm(Module):
             b = agent.replay.sample(cfg.batch_size)
             if norm.enabled:
                 b = b._replace(obs=norm(b.obs), next_obs=norm(b.next_obs))
-            metrics = self.update(b)
+            self.metrics.add(self.update(b))
             self.updates += 1
-            stacked = torch.stack(metrics)
-            self._sums = stacked if self._sums is None else self._sums + stacked
-            self._count += 1
 
     def update(self, batch) -> tuple[torch.Tensor, ...]:
         raise NotImplementedError
 
     def pop_metrics(self) -> dict[str, float]:
         """Mean of each metric since the last call (NaN before the first update)."""
-        if self._sums is None:
-            return {n: float("nan") for n in self.metric_names}
-        values = (self._sums / self._count).tolist()
-        self._sums, self._count = None, 0
-        return dict(zip(self.metric_names, values))
+        return self.metrics.pop()
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {}
@@ -202,11 +195,10 @@ class OffPolicyAlgorithm(Module):
     def state_dict(self):
         # the metric sums not yet logged, so the first progress.csv row after a resume is exact
         return {"updates": self.updates, "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()},
-                "metrics": {"sums": self._sums, "count": self._count}}
+                "metrics": self.metrics.state_dict()}
 
     def load_state_dict(self, state):
         self.updates = int(state["updates"])
         for key, opt in self.optimizers().items():
             opt.load_state_dict(state["optimizers"][key])
-        metrics = state.get("metrics", {"sums": None, "count": 0})
-        self._sums, self._count = metrics["sums"], int(metrics["count"])
+        self.metrics.load_state_dict(state.get("metrics"))

@@ -27,6 +27,7 @@ from rlblocks.components.normalizer import ObsNormalizer
 from rlblocks.components.return_normalizer import ReturnNormalizer
 from rlblocks.config import BaseConfig, param
 from rlblocks.errors import ConfigError, RLBlocksError
+from rlblocks.metrics import MetricSums
 from rlblocks.module import Module
 from rlblocks.nets.distributions import CategoricalHead, DiagGaussianHead, orthogonal_init
 
@@ -35,7 +36,7 @@ from rlblocks.nets.distributions import CategoricalHead, DiagGaussianHead, ortho
 class PPOConfig(BaseConfig):
     """PPO keys; defaults are baselines ppo2's MuJoCo set (``ppo2/defaults.py: mujoco()``)."""
 
-    hidden_sizes: list = param([64, 64], help="MLP hidden layer widths (actor and critic)")  # noqa: RUF009
+    hidden_sizes: list = param([64, 64], help="MLP hidden layer widths (actor and critic)")
     activation: str = param("tanh", choices=("tanh", "relu"), help="hidden-layer activation")
     shared_network: bool = param(False, help="one trunk for actor and critic (baselines default: separate copy)")
     normalize_obs: bool = param(True, help="running mean/std observation normalisation")
@@ -209,8 +210,7 @@ class PPO(Module):
         self.cfg, self.total_steps = cfg, total_steps
         self.updates = 0  # gradient steps
         self.rollouts = 0
-        self._sums: torch.Tensor | None = None
-        self._count = 0
+        self.metrics = MetricSums(self.metric_names)
 
     def setup(self) -> None:
         self.aux = self.agent.modules.get("aux")  # optional auxiliary losses (MERL)
@@ -282,23 +282,20 @@ class PPO(Module):
         n = cfg.n_epochs * cfg.n_minibatches
         metrics = torch.cat([sums / n, explained_variance(buf.value, buf.ret).view(1),
                              torch.tensor([lr], device=buf.device)])
-        self._sums = metrics if self._sums is None else self._sums + metrics
-        self._count += 1
+        self.metrics.add(metrics)
 
     def pop_metrics(self) -> dict[str, float]:
         """Mean of each metric over the rollouts since the last call (NaN before the first)."""
-        if self._sums is None:
-            return {n: float("nan") for n in self.metric_names}
-        values = (self._sums / self._count).tolist()
-        self._sums, self._count = None, 0
-        return dict(zip(self.metric_names, values))
+        return self.metrics.pop()
 
     def state_dict(self):
-        return {"updates": self.updates, "rollouts": self.rollouts, "optimizer": self.optimizer.state_dict()}
+        return {"updates": self.updates, "rollouts": self.rollouts, "optimizer": self.optimizer.state_dict(),
+                "metrics": self.metrics.state_dict()}
 
     def load_state_dict(self, state):
         self.updates, self.rollouts = int(state["updates"]), int(state["rollouts"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.metrics.load_state_dict(state.get("metrics"))
 
 
 def explained_variance(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

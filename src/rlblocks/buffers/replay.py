@@ -92,7 +92,7 @@ class ReplayBuffer:
         t = torch.randint(filled, (batch_size,), device=self.device)
         e = torch.randint(self.num_envs, (batch_size,), device=self.device)
         E = self.num_envs
-        flat = lambda x: x.view(self.rows * E, *x.shape[2:])  # noqa: E731
+        flat = lambda x: x.view(self.rows * E, *x.shape[2:])
         first = t * E + e
         obs, action = flat(self.obs)[first], flat(self.action)[first]
         if self.n_step == 1:

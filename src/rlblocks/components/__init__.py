@@ -8,4 +8,4 @@ from rlblocks.components.logger import Logger
 from rlblocks.components.normalizer import ObsNormalizer
 from rlblocks.components.replay import Replay
 
-__all__ = ["Checkpointer", "EnvRunner", "Evaluator", "evaluate", "Logger", "ObsNormalizer", "Replay"]
+__all__ = ["Checkpointer", "EnvRunner", "Evaluator", "Logger", "ObsNormalizer", "Replay", "evaluate"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import time
 from collections import deque
 from pathlib import Path
@@ -111,7 +112,7 @@ class Logger(Module):
                 writer.writerow(row)
         if self._writer is not None:
             for key, value in row.items():
-                if key not in ("steps", "hours") and value == value:  # skip NaN
+                if key not in ("steps", "hours") and not math.isnan(value):
                     self._writer.add_scalar(f"train/{key}", value, steps)
         if self._bar is not None:
             post = {"return": f"{row['train_return']:.1f}"}

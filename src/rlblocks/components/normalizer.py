@@ -31,7 +31,7 @@ class ObsNormalizer(Module):
     def __call__(self, obs: torch.Tensor) -> torch.Tensor:
         return self.rms(obs) if self.enabled else obs
 
-    def to(self, device) -> "ObsNormalizer":
+    def to(self, device) -> ObsNormalizer:
         self.rms.to(device)
         return self
 

@@ -3,4 +3,4 @@
 from rlblocks.envs.make import check_env_id, make_env, make_vec_env
 from rlblocks.envs.snapshot import Snapshot
 
-__all__ = ["check_env_id", "make_env", "make_vec_env", "Snapshot"]
+__all__ = ["Snapshot", "check_env_id", "make_env", "make_vec_env"]

@@ -7,6 +7,13 @@ from rlblocks.nets.normalizer import RunningMeanStd
 from rlblocks.nets.target import polyak_update, target_copy
 
 __all__ = [
-    "DeterministicActor", "SquashedGaussianActor", "EnsembleLinear", "EnsembleMLP", "QEnsemble",
-    "mlp", "RunningMeanStd", "polyak_update", "target_copy",
+    "DeterministicActor",
+    "EnsembleLinear",
+    "EnsembleMLP",
+    "QEnsemble",
+    "RunningMeanStd",
+    "SquashedGaussianActor",
+    "mlp",
+    "polyak_update",
+    "target_copy",
 ]

@@ -6,6 +6,7 @@ ensembles. Members never share weights; only the kernel launch is shared.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -54,7 +55,7 @@ class EnsembleMLP(nn.Module):
         super().__init__()
         self.ensemble_size = ensemble_size
         dims = [in_dim, *hidden_sizes, out_dim]
-        self.layers = nn.ModuleList(EnsembleLinear(ensemble_size, a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.layers = nn.ModuleList(EnsembleLinear(ensemble_size, a, b) for a, b in itertools.pairwise(dims))
         self.norms = nn.ModuleList(nn.LayerNorm(d, elementwise_affine=False) for d in hidden_sizes) if layer_norm else None
 
     def forward(self, x: torch.Tensor, detach_params: bool = False, members: slice | None = None) -> torch.Tensor:
