@@ -49,6 +49,7 @@ class Logger(Module):
         self._columns: list[str] | None = None
         self._last_eval = None
         self._started = False
+        self.last_row_steps = 0  # env steps of the last progress.csv row (kept in checkpoints)
 
     def setup(self) -> None:
         self._sources = [m for m in self.agent.modules.values() if hasattr(m, "pop_metrics")]
@@ -100,6 +101,7 @@ class Logger(Module):
             "episodes": self.episodes,
         }
         self._last_time, self._last_steps = now, steps
+        self.last_row_steps = steps
         for source in self._sources:
             row.update(source.pop_metrics())
         if self.run_dir is not None:
@@ -122,7 +124,7 @@ class Logger(Module):
 
     def close(self) -> None:
         """Write a last row if the run finished between rows, then close the writers."""
-        if self._started and self.agent.env_steps >= self.total_steps and self.agent.env_steps > self._last_steps:
+        if self._started and self.agent.env_steps >= self.total_steps and self.agent.env_steps > self.last_row_steps:
             self.write_row()
         self._started = False
         if self._bar is not None:
@@ -133,7 +135,8 @@ class Logger(Module):
 
     def state_dict(self):
         return {"hours": self.hours(), "recent": list(self.recent), "recent_lengths": list(self.recent_lengths),
-                "episodes": self.episodes, "next_log": self.next_log}
+                "episodes": self.episodes, "next_log": self.next_log,
+                "last_row_steps": self.last_row_steps}
 
     def load_state_dict(self, state):
         self.hours_before = float(state["hours"])
@@ -141,5 +144,7 @@ class Logger(Module):
         self.recent.extend(state["recent"])
         self.recent_lengths.extend(state["recent_lengths"])
         self.episodes, self.next_log = int(state["episodes"]), int(state["next_log"])
+        # rows written after this checkpoint (including the end-of-run row) will be written again
+        self.last_row_steps = int(state.get("last_row_steps", self.agent.env_steps))
         if self.run_dir is not None:
-            truncate_csv(self.run_dir / "progress.csv", "steps", self.agent.env_steps)
+            truncate_csv(self.run_dir / "progress.csv", "steps", self.last_row_steps)
