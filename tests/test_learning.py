@@ -41,7 +41,7 @@ def steps_to_reach(algo: str, seed: int, budget: int, threshold: float, every: i
 @pytest.mark.parametrize("algo,budget,threshold", [("sac", 12_000, -250.0), ("td3", 12_000, -250.0),
                                                    ("ddpg", 15_000, -300.0)])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_reaches_threshold_on_pendulum(algo, budget, threshold, seed):
+def test_reaches_threshold_on_pendulum(algo, budget, threshold, seed, one_thread):
     reached, scores = steps_to_reach(algo, seed, budget, threshold)
     assert reached is not None, f"{algo} seed {seed} never reached {threshold} within {budget} steps: {scores}"
     assert reached <= budget

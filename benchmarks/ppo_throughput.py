@@ -1,0 +1,62 @@
+"""PPO env steps per second, rlblocks vs Stable-Baselines3, whole runs in turn in one invocation.
+
+Same env, rollout length (2048 steps per env), minibatch count (32), epochs (10), 64×64 tanh
+actor and critic, observation and return normalisation on both sides (SB3: VecNormalize),
+sync vector envs with ``--num-envs`` copies.
+
+    python benchmarks/ppo_throughput.py --num-envs 1,8 --steps 65536
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+
+def run_rlblocks(env_id: str, steps: int, num_envs: int, seed: int) -> float:
+    from rlblocks.registry import RunOptions, build_agent, get_algo
+
+    spec = get_algo("ppo")
+    cfg = spec.config_cls().updated({"num_envs": num_envs}, "benchmark")
+    cfg.validate()
+    agent = build_agent(spec, env_id, cfg, seed, torch.device("cpu"),
+                        RunOptions(None, steps, eval_every=0, checkpoint_every=0, progress=False, tensorboard=False))
+    start = time.perf_counter()
+    agent.train(steps)
+    elapsed = time.perf_counter() - start
+    agent.env.close()
+    return agent.env_steps / elapsed
+
+
+def run_sb3(env_id: str, steps: int, num_envs: int, seed: int) -> float:
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    env = VecNormalize(make_vec_env(env_id, n_envs=num_envs, seed=seed))
+    model = PPO("MlpPolicy", env, n_steps=2048, batch_size=2048 * num_envs // 32, n_epochs=10, seed=seed,
+                device="cpu")
+    start = time.perf_counter()
+    model.learn(total_timesteps=steps)
+    return model.num_timesteps / (time.perf_counter() - start)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--env", default="HalfCheetah-v5")
+    p.add_argument("--num-envs", default="1,8")
+    p.add_argument("--steps", type=int, default=65536, help="env steps per run (a multiple of 2048 × envs)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; env {args.env}; {args.steps} steps each")
+    for n in (int(x) for x in args.num_envs.split(",")):
+        ours = run_rlblocks(args.env, args.steps, n, args.seed)
+        theirs = run_sb3(args.env, args.steps, n, args.seed)
+        print(f"ppo {n} envs: rlblocks {ours:8.1f} steps/s | SB3 {theirs:8.1f} steps/s | ratio {ours / theirs:.2f}x",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
