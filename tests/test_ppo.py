@@ -184,11 +184,18 @@ def test_resume_mid_rollout_continues_exactly(tmp_path, one_thread):
     resume_run(split, steps=192, device="cpu", progress=False)
     a = load_checkpoint(latest_checkpoint(straight))["modules"]
     b = load_checkpoint(latest_checkpoint(split))["modules"]
+    def assert_same(x, y, where):
+        if isinstance(x, dict):
+            assert x.keys() == y.keys(), where
+            for k in x:
+                assert_same(x[k], y[k], f"{where}.{k}")
+        elif isinstance(x, torch.Tensor):
+            assert torch.equal(x, y), f"{where} differs after resume"
+        else:
+            assert x == y, f"{where} differs after resume"
+
     for module in ("policy", "aux", "normalizer"):
-        for key, value in a[module].items():
-            for name, tensor in (value.items() if isinstance(value, dict) else [(key, value)]):
-                assert torch.equal(tensor, b[module][key][name] if isinstance(value, dict) else b[module][key]), \
-                    f"{module}.{key}.{name} differs after resume"
+        assert_same(a[module], b[module], module)
     assert torch.equal(a["return_normalizer"]["stats"], b["return_normalizer"]["stats"])
     assert a["algo"]["updates"] == b["algo"]["updates"] == 3 * 2 * 4
 
