@@ -35,11 +35,12 @@ def run_rlblocks(args) -> None:
 
     run_dir = Path(tempfile.mkdtemp(prefix="rlb-returns-")) / "run"
     run.train(args.algo, args.env, steps=args.steps, seed=args.seed, run_dir=str(run_dir),
-              overrides={"learning_starts": 100, "eval_episodes": args.episodes}, eval_every=args.eval_every,
+              overrides={"learning_starts": 100, "eval_episodes": args.episodes, **dict(kv.split("=", 1) for kv in args.set)},
+              eval_every=args.eval_every,
               checkpoint_every=0, device="cpu", progress=False)
     with open(run_dir / "eval.csv") as fh:
         for r in csv.DictReader(fh):
-            _append(args.out, {"impl": "rlblocks", "algo": args.algo, "env": args.env, "seed": args.seed,
+            _append(args.out, {"impl": "rlblocks" + "".join(f"[{kv}]" for kv in args.set), "algo": args.algo, "env": args.env, "seed": args.seed,
                                "steps": int(r["frames"]), "score": float(r["score"])})
 
 
@@ -76,6 +77,7 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", "0")))
     p.add_argument("--out", type=Path, default=Path("docs/results/returns.csv"))
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="rlblocks config overrides")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -297,3 +297,29 @@ def test_td_target_bootstraps_truncated_not_terminated(algo, one_thread):
         assert not torch.allclose(q(b.obs, b.action), q_sa)
     finally:
         agent.env.close()
+
+
+def test_sac_sequential_update_changes_only_the_actor_step():
+    """``sequential_update`` gives the same critic step as the joint update but an actor step
+    taken against the updated critic (so the actor parameters differ)."""
+    from rlblocks.registry import RunOptions, build_agent, get_algo
+    from rlblocks.run import resolve_config
+
+    def one_update(sequential: bool):
+        spec = get_algo("sac")
+        cfg = resolve_config(spec, "Pendulum-v1", overrides={"sequential_update": sequential, "learning_starts": 0,
+                                                             "hidden_sizes": [16, 16], "buffer_size": 64,
+                                                             "batch_size": 8})
+        agent = build_agent(spec, "Pendulum-v1", cfg, 0, torch.device("cpu"),
+                            RunOptions(None, 10, 0, 0, progress=False, tensorboard=False))
+        batch = Batch(torch.randn(8, 3), torch.rand(8, 1) * 2 - 1, torch.randn(8), torch.randn(8, 3), torch.full((8,), 0.99))
+        torch.manual_seed(1)
+        agent.algo.update(batch)
+        agent.env.close()
+        return agent.critic.q.state_dict(), agent.policy.actor.state_dict()
+
+    critic_joint, actor_joint = one_update(False)
+    critic_seq, actor_seq = one_update(True)
+    for key in critic_joint:
+        assert torch.equal(critic_joint[key], critic_seq[key]), key
+    assert any(not torch.equal(actor_joint[k], actor_seq[k]) for k in actor_joint)

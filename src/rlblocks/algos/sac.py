@@ -24,6 +24,8 @@ class SACConfig(OffPolicyConfig):
     init_alpha: float = param(1.0, low=0.0, low_open=True, help="initial entropy temperature")
     autotune_alpha: bool = param(True, help="learn the temperature (else keep init_alpha fixed)")
     target_entropy_per_dim: float = param(-1.0, help="target entropy = this × action dims (paper: -1)")
+    sequential_update: bool = param(False, help="actor/temperature step after the critic step, against the "
+                                    "updated critic (SB3/CleanRL order; one more backward)")
 
 
 class SAC(OffPolicyAlgorithm):
@@ -59,6 +61,10 @@ class SAC(OffPolicyAlgorithm):
         # Critic loss (Eq. 5): 1/2 (Q_i(s, a) - y)^2, summed over the ensemble.
         q_values = q(b.obs, b.action)  # [E, B]
         critic_loss = 0.5 * (q_values - target).square().mean(1).sum()
+        if self.cfg.sequential_update:  # step the critic first; the policy then sees the new critic
+            self.optimizer.zero_grad(set_to_none=True)
+            critic_loss.backward()
+            self.optimizer.step()  # only the critic has gradients; Adam skips the others
 
         # Policy loss (Eq. 7): E[alpha log pi(a|s) - min_i Q_i(s, a)], a = tanh(mu + sigma eps).
         # Critic weights are detached: the policy loss moves only the actor.
@@ -69,10 +75,10 @@ class SAC(OffPolicyAlgorithm):
         # Temperature loss (Eq. 18): -alpha (log pi(a|s) + target_entropy).
         alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
 
-        # All three losses are taken at the same parameters and stepped together, as in the
-        # authors' softlearning implementation (one session.run of all train ops per step).
+        # By default all three losses are taken at the same parameters and stepped together, as in
+        # the authors' softlearning implementation (one session.run of all train ops per step).
         self.optimizer.zero_grad(set_to_none=True)
-        (critic_loss + actor_loss + alpha_loss).backward()
+        ((0.0 if self.cfg.sequential_update else critic_loss) + actor_loss + alpha_loss).backward()
         self.optimizer.step()
         polyak_update(self._q_target_params, self._q_params, self.cfg.tau)
         return critic_loss.detach(), actor_loss.detach(), alpha, -log_prob.detach().mean(), q_values.detach().mean()
