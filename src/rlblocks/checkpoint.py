@@ -125,9 +125,14 @@ def load_checkpoint(path: Path, verify: bool = True) -> dict[str, Any]:
                               "resume from an earlier checkpoint") from None
 
 
-def restore_agent(agent, path: Path, with_buffers: bool = True) -> None:
-    """Load a checkpoint directory into ``agent`` (modules, counters, RNG, large arrays)."""
-    state = load_checkpoint(path)
+def restore_agent(agent, path: Path, with_buffers: bool = True, state: dict[str, Any] | None = None) -> None:
+    """Load a checkpoint directory into ``agent`` (modules, counters, RNG, large arrays).
+
+    ``state`` is the already loaded ``state.pt`` (from :func:`load_checkpoint`), to avoid reading
+    and hashing the checkpoint twice.
+    """
+    if state is None:
+        state = load_checkpoint(path)
     try:
         agent.load_state_dict(state)
     except (KeyError, RuntimeError, ValueError) as e:

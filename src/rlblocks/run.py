@@ -288,7 +288,7 @@ def load_run_agent(run_dir: Path, *, for_training: bool, steps: int | None = Non
     run_dir = Path(run_dir)
     record = read_run(run_dir)
     ckpt = latest_checkpoint(run_dir)
-    load_checkpoint(ckpt)  # verify hashes and readability before building anything
+    state = load_checkpoint(ckpt)  # verify hashes and readability before building anything
     spec = get_algo(record["algo"])
     cfg = spec.config_cls().updated(record["config"], f"{run_dir}/config.json")
     if not for_training and hasattr(cfg, "buffer_size"):  # evaluation needs no replay capacity
@@ -299,7 +299,7 @@ def load_run_agent(run_dir: Path, *, for_training: bool, steps: int | None = Non
     opts = RunOptions(run_dir if for_training else None, total, int(options.get("eval_every", 0)) if for_training else 0,
                       int(options.get("checkpoint_every", 0)), progress and for_training, for_training)
     agent = build_agent(spec, record["env_id"], cfg, int(record["seed"]), resolve_device(device), opts)
-    restore_agent(agent, ckpt, with_buffers=for_training)
+    restore_agent(agent, ckpt, with_buffers=for_training, state=state)
     return agent, record
 
 

@@ -80,8 +80,11 @@ class SAC(OffPolicyAlgorithm):
 
         # With sequential_update=false all three losses are taken at the same parameters and stepped
         # together, as in the authors' softlearning code (one session.run of all train ops).
+        loss = actor_loss + alpha_loss
+        if not self.cfg.sequential_update:
+            loss = loss + critic_loss
         self.optimizer.zero_grad(set_to_none=True)
-        ((0.0 if self.cfg.sequential_update else critic_loss) + actor_loss + alpha_loss).backward()
+        loss.backward()
         self.optimizer.step()
         polyak_update(self._q_target_params, self._q_params, self.cfg.tau)
         return critic_loss.detach(), actor_loss.detach(), alpha, -log_prob.detach().mean(), q_values.detach().mean()
