@@ -49,7 +49,10 @@ def main() -> None:
     p.add_argument("--num-envs", default="1,8")
     p.add_argument("--steps", type=int, default=65536, help="env steps per run (a multiple of 2048 × envs)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; env {args.env}; {args.steps} steps each")
     for n in (int(x) for x in args.num_envs.split(",")):
         ours = run_rlblocks(args.env, args.steps, n, args.seed)

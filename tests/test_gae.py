@@ -92,9 +92,10 @@ def test_rollout_buffer_fills_computes_and_iterates_minibatches():
     rewards, values, terminated, truncated, final_values, last_value = _two_env_rollout()
     for t in range(3):
         obs = torch.full((2, 4), float(t))
-        buf.add(obs, torch.zeros(2, 1), torch.zeros(2), values[t], rewards[t], terminated[t], truncated[t],
-                final_values[t])
+        buf.add(obs, torch.zeros(2, 1), rewards[t], terminated[t], truncated[t], final_obs=obs)
     assert buf.full
+    buf.value.copy_(values)  # the learner's batched pass (PPO.score_rollout) fills these
+    buf.final_value.copy_(final_values)
     buf.compute_returns(last_value, GAMMA, LAM)
     assert torch.allclose(buf.advantage, torch.tensor([[2.12, 3.6], [1.0, 3.5], [3.3, 2.5]]), atol=1e-6)
     torch.manual_seed(0)

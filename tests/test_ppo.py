@@ -95,25 +95,53 @@ def test_gaussian_actions_are_clipped_for_the_env_but_stored_raw():
         exp, _ = agent.env.step()
         assert exp["action"].abs().max() <= 1.0
         assert torch.equal(exp["action"], agent.policy.last[1].clamp(-1, 1))
-        # the stored log-prob is that of the raw sample
-        x, raw, log_prob, _ = agent.policy.last
-        lp, _ = agent.policy.net.pi_head.log_prob_entropy(agent.policy.net.pi_trunk(x), raw)
-        assert torch.allclose(lp, log_prob, atol=1e-5)
     finally:
         agent.env.close()
+
+
+def test_batched_scoring_equals_per_step_scoring_with_truncation_bootstrap(one_thread):
+    """PPO.score_rollout computes log pi_old and V for the whole rollout after collection; they
+    must equal what the collecting policy gives row by row, and V(final obs) is read exactly
+    where an episode was truncated (Pendulum: 200-step time limit, 2 envs × 256 steps)."""
+    agent = _agent("ppo", "Pendulum-v1", {"n_steps": "256", "n_minibatches": "4", "n_epochs": "1", "num_envs": "2"})
+    seen = {}
+
+    def capture(buf, frac):
+        net = agent.policy.net
+        with torch.no_grad():
+            for name in ("log_prob", "value", "final_value", "advantage", "ret"):
+                seen[name] = getattr(buf, name).clone()
+            rows = [net.evaluate(buf.obs[t], buf.action[t]) for t in range(buf.n_steps)]
+            seen["row_log_prob"] = torch.stack([r[0] for r in rows])
+            seen["row_value"] = torch.stack([r[2] for r in rows])
+            seen["trunc_value"] = net.value(buf.final_obs[buf.truncated])
+        seen["truncated"] = buf.truncated.clone()
+
+    agent.algo.update = capture
+    try:
+        agent.train(512)
+    finally:
+        agent.env.close()
+    torch.testing.assert_close(seen["log_prob"], seen["row_log_prob"], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(seen["value"], seen["row_value"], rtol=1e-5, atol=1e-5)
+    trunc = seen["truncated"]
+    assert trunc.sum() == 2  # each env's first episode ends at step 200
+    torch.testing.assert_close(seen["final_value"][trunc], seen["trunc_value"])
+    assert torch.all(seen["final_value"][~trunc] == 0)
+    torch.testing.assert_close(seen["ret"], seen["advantage"] + seen["value"])
 
 
 def test_shared_network_option_trains_one_trunk(one_thread):
     agent = _agent("ppo", "Pendulum-v1", {**SMALL, "shared_network": "true"})
     try:
         net = agent.policy.net
-        assert net.v_trunk is None
+        assert net.n_trunks == 1
         n_params = sum(p.numel() for p in net.parameters())
         assert n_params == (3 * 64 + 64) + (64 * 64 + 64) + (64 + 1 + 1) + (64 + 1)  # trunk, pi head, log-std, v head
-        before = [p.detach().clone() for p in net.pi_trunk.parameters()]
+        before = [p.detach().clone() for p in net.trunk.parameters()]
         agent.train(64)
         assert agent.algo.updates == 2 * 4
-        assert all(not torch.equal(a, p) for a, p in zip(before, net.pi_trunk.parameters()))
+        assert all(not torch.equal(a, p) for a, p in zip(before, net.trunk.parameters()))
     finally:
         agent.env.close()
 

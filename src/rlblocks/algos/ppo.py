@@ -17,6 +17,7 @@ heads, ``algos/merl.py``) adds loss terms computed from the critic's trunk featu
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +31,8 @@ from rlblocks.errors import ConfigError, RLBlocksError
 from rlblocks.metrics import MetricSums
 from rlblocks.module import Module
 from rlblocks.nets.distributions import CategoricalHead, DiagGaussianHead, orthogonal_init
+from rlblocks.nets.ensemble import EnsembleLinear
+from rlblocks.nets.flat import FlatParameters
 
 
 @dataclass
@@ -65,18 +68,22 @@ class PPOConfig(BaseConfig):
                 f"n_minibatches={self.n_minibatches}; pick n_minibatches dividing {batch} or change n_steps/num_envs")
 
 
-def _trunk(in_dim: int, hidden_sizes: list[int], activation: str) -> nn.Sequential:
-    """Hidden layers only, orthogonal init with gain sqrt(2) (baselines ``mlp``)."""
-    act = nn.Tanh if activation == "tanh" else nn.ReLU
-    layers: list[nn.Module] = []
-    for width in hidden_sizes:
-        layers += [orthogonal_init(nn.Linear(in_dim, width), 2 ** 0.5), act()]
-        in_dim = width
-    return nn.Sequential(*layers)
+def _trunk_layer(n_trunks: int, in_dim: int, out_dim: int) -> EnsembleLinear:
+    """One hidden layer of ``n_trunks`` trunks, each orthogonal with gain sqrt(2) (baselines ``mlp``)."""
+    layer = EnsembleLinear(n_trunks, in_dim, out_dim)
+    with torch.no_grad():
+        for e in range(n_trunks):
+            layer.weight[e].copy_(nn.init.orthogonal_(torch.empty(out_dim, in_dim), 2 ** 0.5).T)
+        layer.bias.zero_()
+    return layer
 
 
 class ActorCritic(nn.Module):
     """Policy head on an actor trunk, value head on a critic trunk (the same trunk if ``shared``).
+
+    The two trunks (MLPs of ``hidden_sizes``) are evaluated as one 2-member ensemble, one batched
+    matmul per layer: at PPO's sizes the cost is per-op overhead, so this halves the trunk's cost
+    in acting and in the update.
 
     Shapes: ``obs [B, obs_dim]``; actions ``[B, act_dim]`` (Box) or ``[B]`` (Discrete);
     values ``[B]``; critic features ``[B, hidden_sizes[-1]]``.
@@ -86,19 +93,23 @@ class ActorCritic(nn.Module):
                  activation: str = "tanh", shared: bool = False):
         super().__init__()
         self.feature_dim = hidden_sizes[-1]
-        self.pi_trunk = _trunk(obs_dim, hidden_sizes, activation)
-        self.v_trunk = None if shared else _trunk(obs_dim, hidden_sizes, activation)
+        self.n_trunks = 1 if shared else 2
+        dims = [obs_dim, *hidden_sizes]
+        self.trunk = nn.ModuleList(_trunk_layer(self.n_trunks, a, b) for a, b in itertools.pairwise(dims))
+        self.activation = torch.tanh if activation == "tanh" else torch.relu
         head = CategoricalHead if discrete else DiagGaussianHead
         self.pi_head = head(self.feature_dim, act_dim)  # output init scale 0.01
         self.v_head = orthogonal_init(nn.Linear(self.feature_dim, 1), 1.0)
 
     def features(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(actor features, critic features)``."""
-        pi = self.pi_trunk(obs)
-        return pi, (pi if self.v_trunk is None else self.v_trunk(obs))
+        """``(actor features, critic features)``, each ``[B, feature_dim]``."""
+        x = obs.expand(self.n_trunks, *obs.shape)
+        for layer in self.trunk:
+            x = self.activation(layer(x))
+        return x[0], x[-1]
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.v_head((self.pi_trunk if self.v_trunk is None else self.v_trunk)(obs)).squeeze(-1)
+        return self.v_head(self.features(obs)[1]).squeeze(-1)
 
     def evaluate(self, obs: torch.Tensor, action: torch.Tensor):
         """``(log_prob, entropy, value, critic features)`` of ``action`` under the current policy."""
@@ -110,8 +121,9 @@ class ActorCritic(nn.Module):
 class PPOPolicy(Module):
     """The ``policy`` module: normalises observations, samples actions, caches what PPO stores.
 
-    ``act(obs)`` (training) samples ``a ~ pi(.|s)`` and caches ``(normalised obs, raw sample,
-    log pi(a|s), V(s))`` in ``last`` for the ``rollout`` module. Gaussian samples are clipped to
+    ``act(obs)`` (training) samples ``a ~ pi(.|s)`` and caches ``(normalised obs, raw sample)``
+    in ``last`` for the ``rollout`` module (log-probs and values are computed by the update, in
+    one batched pass over the rollout). Gaussian samples are clipped to
     [-1, 1] only in the returned action (sent to the env); the raw sample is what the update
     scores. ``act(obs, explore=False)`` (evaluation) returns the mode if ``deterministic``, else a
     sample, and caches nothing. Shapes: ``obs [N, obs_dim]`` (CPU) → ``[N, act_dim]`` or ``[N]``.
@@ -129,13 +141,12 @@ class PPOPolicy(Module):
     @torch.no_grad()
     def act(self, obs: torch.Tensor, explore: bool = True, deterministic: bool = False) -> torch.Tensor:
         x = self.agent.normalizer(obs.to(self.device))
+        pi = self.net.features(x)[0]
         if explore:
-            pi, v = self.net.features(x)
-            action, log_prob = self.net.pi_head.sample(pi)
-            self.last = (x, action, log_prob, self.net.v_head(v).squeeze(-1))
+            action = self.net.pi_head.sample_action(pi)
+            self.last = (x, action)
         else:
-            pi = self.net.pi_trunk(x)
-            action = self.net.pi_head.mode(pi) if deterministic else self.net.pi_head.sample(pi)[0]
+            action = self.net.pi_head.mode(pi) if deterministic else self.net.pi_head.sample_action(pi)
         return (action if self.discrete else action.clamp(-1.0, 1.0)).cpu()
 
     @torch.no_grad()
@@ -153,7 +164,7 @@ class Rollout(Module):
     """The ``rollout`` module: stores each vector step in a :class:`RolloutBuffer`.
 
     Rewards pass through ``agent.return_normalizer`` when present. Where an episode is truncated,
-    ``V(final obs)`` is computed now, with the current critic, for the GAE bootstrap.
+    its final observation is kept (normalised now) for the GAE bootstrap ``V(final obs)``.
     Saved as ``rollout.npz`` (a run resumed mid-rollout continues it exactly).
     """
 
@@ -167,20 +178,17 @@ class Rollout(Module):
 
     def process_experience(self, exp) -> None:
         agent, buf = self.agent, self.buffer
-        obs, action, log_prob, value = agent.policy.last
+        obs, action = agent.policy.last
         reward = exp["reward"]
         if "return_normalizer" in agent.modules:
             reward = agent.return_normalizer.scale(reward)
-        final_value = next_obs = None
         truncated = exp["truncated"]
-        if truncated.any():
-            final_value = torch.zeros(buf.num_envs, device=buf.device)
-            final_obs = exp["next_obs"][truncated].to(buf.device)
-            final_value[truncated.to(buf.device)] = agent.policy.value(agent.normalizer(final_obs))
-        if buf.next_obs is not None:
+        next_obs = None
+        if buf.next_obs is not None or truncated.any():
+            # Normalised with the statistics of this step, as the observations the policy saw.
             next_obs = agent.normalizer(exp["next_obs"].to(buf.device))
-        buf.add(obs, action, log_prob, value, reward.to(buf.device), exp["terminated"].to(buf.device),
-                truncated.to(buf.device), final_value, next_obs)
+        buf.add(obs, action, reward.to(buf.device), exp["terminated"].to(buf.device), truncated.to(buf.device),
+                final_obs=next_obs, next_obs=next_obs)
 
     def save(self, path) -> None:
         self.buffer.save(path)
@@ -214,11 +222,13 @@ class PPO(Module):
 
     def setup(self) -> None:
         self.aux = self.agent.modules.get("aux")  # optional auxiliary losses (MERL)
-        self.params = list(self.agent.policy.net.parameters())
+        params = list(self.agent.policy.net.parameters())
         if self.aux is not None:
-            self.params += list(self.aux.parameters())
+            params += list(self.aux.parameters())
+        # One flat tensor: zeroing, the global-norm clip and Adam are one op each (nets/flat.py).
+        self.flat = FlatParameters(params)
         fused = self.agent.device.type in ("cpu", "cuda")
-        self.optimizer = torch.optim.Adam(self.params, lr=self.cfg.lr, eps=self.cfg.adam_eps, fused=fused)
+        self.optimizer = torch.optim.Adam([self.flat.param], lr=self.cfg.lr, eps=self.cfg.adam_eps, fused=fused)
 
     def optimize(self) -> None:
         buf = self.agent.rollout.buffer
@@ -227,13 +237,26 @@ class PPO(Module):
         # Linear annealing as baselines: 1 at the first update, 1/n_updates at the last.
         steps_before = self.agent.env_steps - buf.size
         frac = max(0.0, 1.0 - steps_before / self.total_steps) if self.total_steps > 0 else 1.0
-        with torch.no_grad():
-            obs = self.agent.normalizer(self.agent.env.obs.to(buf.device))
-            buf.compute_returns(self.agent.policy.value(obs), self.cfg.gamma, self.cfg.gae_lambda)
+        self.score_rollout(buf)
         if self.aux is not None:
             self.aux.prepare(buf)
         self.update(buf, frac)
         buf.reset()
+
+    @torch.no_grad()
+    def score_rollout(self, buf: RolloutBuffer) -> None:
+        """Fill ``log pi_old(a|s)``, ``V(s)`` and the truncation bootstraps of the whole rollout in
+        one batched pass, then GAE. The policy is unchanged since collection, so these are the
+        values at collection time; computing them here halves the per-step cost of acting."""
+        net = self.agent.policy.net
+        log_prob, _, value, _ = net.evaluate(buf.flat("obs"), buf.flat("action"))
+        buf.flat("log_prob").copy_(log_prob)
+        buf.flat("value").copy_(value)
+        buf.final_value.zero_()
+        if buf.truncated.any():
+            buf.final_value[buf.truncated] = net.value(buf.final_obs[buf.truncated])
+        last_value = net.value(self.agent.normalizer(self.agent.env.obs.to(buf.device)))
+        buf.compute_returns(last_value, self.cfg.gamma, self.cfg.gae_lambda)
 
     def update(self, buf: RolloutBuffer, frac: float) -> None:
         """Schulman et al. 2017, Alg. 1: ``n_epochs`` passes of ``n_minibatches`` Adam steps on Eq. 9."""
@@ -242,7 +265,10 @@ class PPO(Module):
         clip = cfg.clip_range * frac if cfg.anneal_clip_range else cfg.clip_range
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        sums = torch.zeros(5, device=buf.device)
+        n = cfg.n_epochs * cfg.n_minibatches
+        losses = torch.empty(n, 3, device=buf.device)  # policy, value, entropy of each step
+        log_ratios = torch.empty(n, buf.size // cfg.n_minibatches, device=buf.device)
+        k = 0
         for _ in range(cfg.n_epochs):
             for b in buf.minibatches(cfg.n_minibatches):
                 log_prob, entropy, value, v_features = net.evaluate(b.obs, b.action)
@@ -268,21 +294,23 @@ class PPO(Module):
                 loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
                 if self.aux is not None:
                     loss = loss + self.aux.loss(b, v_features)
-                self.optimizer.zero_grad(set_to_none=True)
+                self.flat.zero_grad()
                 loss.backward()
-                nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm, foreach=True)
+                self.flat.clip_grad_norm_(cfg.max_grad_norm)
                 self.optimizer.step()
-                self.updates += 1
 
-                with torch.no_grad():
-                    approx_kl = 0.5 * log_ratio.square().mean()
-                    clip_fraction = ((ratio - 1.0).abs() > clip).float().mean()
-                    sums += torch.stack([policy_loss, value_loss, entropy, approx_kl, clip_fraction]).detach()
+                with torch.no_grad():  # one write per step; the statistics are taken once per update
+                    torch.stack((policy_loss, value_loss, entropy), out=losses[k])
+                    log_ratios[k] = log_ratio
+                k += 1
+        self.updates += n
         self.rollouts += 1
-        n = cfg.n_epochs * cfg.n_minibatches
-        metrics = torch.cat([sums / n, explained_variance(buf.value, buf.ret).view(1),
-                             torch.tensor([lr], device=buf.device)])
-        self.metrics.add(metrics)
+        with torch.no_grad():
+            approx_kl = 0.5 * log_ratios.square().mean()
+            clip_fraction = ((log_ratios.exp() - 1.0).abs() > clip).float().mean()
+            self.metrics.add(torch.cat([losses.mean(0), torch.stack([approx_kl, clip_fraction,
+                                        explained_variance(buf.value, buf.ret)]),
+                                        torch.tensor([lr], device=buf.device)]))
 
     def pop_metrics(self) -> dict[str, float]:
         """Mean of each metric over the rollouts since the last call (NaN before the first)."""

@@ -70,6 +70,12 @@ class RolloutBatch(NamedTuple):
 class RolloutBuffer:
     """Fixed-size on-policy storage filled one vector step at a time, then consumed whole.
 
+    Per step it stores what the env and the sampler produce (``obs``, ``action``, ``reward``,
+    ``terminated``, ``truncated``, and ``final_obs`` where an episode was truncated). What depends
+    only on the policy that collected the rollout — ``log_prob``, ``value``, ``final_value`` — is
+    filled by the learner in one batched pass when the rollout is full (the policy does not change
+    during collection), then :meth:`compute_returns` fills ``advantage`` and ``ret``.
+
     Args:
         n_steps, num_envs: rollout shape ``[n_steps, num_envs]``.
         obs_shape: per-env observation shape.
@@ -79,7 +85,7 @@ class RolloutBuffer:
             auxiliary losses that predict future states need it.
     """
 
-    FIELDS = ("obs", "action", "log_prob", "value", "reward", "terminated", "truncated", "final_value")
+    FIELDS = ("obs", "action", "reward", "terminated", "truncated", "final_obs")
 
     def __init__(self, n_steps: int, num_envs: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...],
                  device: torch.device | str = "cpu", store_next_obs: bool = False):
@@ -88,14 +94,16 @@ class RolloutBuffer:
         shape, kw = (n_steps, num_envs), {"device": self.device}
         self.obs = torch.zeros(*shape, *obs_shape, **kw)
         self.action = torch.zeros(*shape, *action_shape, dtype=torch.int64 if action_shape == () else torch.float32, **kw)
-        self.log_prob = torch.zeros(shape, **kw)
-        self.value = torch.zeros(shape, **kw)
         self.reward = torch.zeros(shape, **kw)
         self.terminated = torch.zeros(shape, dtype=torch.bool, **kw)
         self.truncated = torch.zeros(shape, dtype=torch.bool, **kw)
-        self.final_value = torch.zeros(shape, **kw)
+        self.final_obs = torch.zeros(*shape, *obs_shape, **kw)  # read only where truncated
         self.next_obs = torch.zeros(*shape, *obs_shape, **kw) if store_next_obs else None
         self.fields = self.FIELDS + (("next_obs",) if store_next_obs else ())
+        # Filled by the learner once the rollout is full.
+        self.log_prob = torch.zeros(shape, **kw)
+        self.value = torch.zeros(shape, **kw)
+        self.final_value = torch.zeros(shape, **kw)
         self.advantage = torch.zeros(shape, **kw)
         self.ret = torch.zeros(shape, **kw)
         self.pos = 0
@@ -108,20 +116,24 @@ class RolloutBuffer:
     def size(self) -> int:
         return self.n_steps * self.num_envs
 
-    def add(self, obs, action, log_prob, value, reward, terminated, truncated, final_value=None, next_obs=None) -> None:
-        """Store one vector step; each argument has leading dimension ``num_envs``."""
+    def flat(self, name: str) -> torch.Tensor:
+        """Field ``name`` viewed as ``[n_steps * num_envs, ...]`` (row ``t * num_envs + env``)."""
+        x = getattr(self, name)
+        return x.view(self.size, *x.shape[2:])
+
+    def add(self, obs, action, reward, terminated, truncated, final_obs=None, next_obs=None) -> None:
+        """Store one vector step; each argument has leading dimension ``num_envs``.
+
+        ``final_obs`` (rows read only where ``truncated``) is needed when any env was truncated.
+        """
         p = self.pos
         self.obs[p].copy_(obs)
         self.action[p].copy_(action)
-        self.log_prob[p].copy_(log_prob)
-        self.value[p].copy_(value)
         self.reward[p].copy_(reward)
         self.terminated[p].copy_(terminated)
         self.truncated[p].copy_(truncated)
-        if final_value is None:
-            self.final_value[p].zero_()
-        else:
-            self.final_value[p].copy_(final_value)
+        if final_obs is not None:
+            self.final_obs[p].copy_(final_obs)
         if self.next_obs is not None:
             self.next_obs[p].copy_(next_obs)
         self.pos = p + 1
@@ -130,7 +142,7 @@ class RolloutBuffer:
         self.pos = 0
 
     def compute_returns(self, last_value: torch.Tensor, gamma: float, lam: float) -> None:
-        """Fill ``advantage`` and ``ret`` (see :func:`compute_gae`)."""
+        """Fill ``advantage`` and ``ret`` from ``value``/``final_value`` (see :func:`compute_gae`)."""
         adv, ret = compute_gae(self.reward, self.value, self.terminated, self.truncated, self.final_value,
                                last_value, gamma, lam)
         self.advantage.copy_(adv)
@@ -138,11 +150,8 @@ class RolloutBuffer:
 
     def minibatches(self, n_minibatches: int) -> Iterator[RolloutBatch]:
         """One epoch: a random permutation (torch's RNG) cut into ``n_minibatches`` equal parts."""
-        def flat(x: torch.Tensor) -> torch.Tensor:
-            return x.view(self.size, *x.shape[2:])
-
-        obs, action, log_prob, value = flat(self.obs), flat(self.action), flat(self.log_prob), flat(self.value)
-        adv, ret = flat(self.advantage), flat(self.ret)
+        obs, action, log_prob, value = self.flat("obs"), self.flat("action"), self.flat("log_prob"), self.flat("value")
+        adv, ret = self.flat("advantage"), self.flat("ret")
         for idx in torch.randperm(self.size, device=self.device).chunk(n_minibatches):
             yield RolloutBatch(obs[idx], action[idx], log_prob[idx], value[idx], adv[idx], ret[idx], idx)
 

@@ -56,6 +56,11 @@ class DiagGaussianHead(nn.Module):
         log_prob = (-0.5 * eps.square() - self.log_std - _HALF_LOG_2PI).sum(-1)
         return action, log_prob
 
+    def sample_action(self, features: torch.Tensor) -> torch.Tensor:
+        """``a ~ N(mean, std^2)``, ``[B, act_dim]``, without its log-prob (fewer ops when acting)."""
+        mean = self.mean(features)
+        return torch.addcmul(mean, self.log_std.exp(), torch.randn_like(mean))
+
     def log_prob_entropy(self, features: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``log N(action; mean, std)`` summed over dims, and the entropy ``sum(log_std + ½log 2πe)``."""
         mean = self.mean(features)
@@ -88,6 +93,10 @@ class CategoricalHead(nn.Module):
         log_p = torch.log_softmax(self.logits(features), -1)
         action = torch.multinomial(log_p.exp(), 1)
         return action.squeeze(-1), log_p.gather(-1, action).squeeze(-1)
+
+    def sample_action(self, features: torch.Tensor) -> torch.Tensor:
+        """``a ~ Categorical``, ``[B]`` int64, without its log-prob."""
+        return torch.multinomial(torch.softmax(self.logits(features), -1), 1).squeeze(-1)
 
     def log_prob_entropy(self, features: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         log_p = torch.log_softmax(self.logits(features), -1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -14,6 +15,10 @@ class RunningMeanStd(nn.Module):
 
     Same semantics as baselines' ``RunningMeanStd``/``VecNormalize`` (Dhariwal et al. 2017):
     ``clip((x - mean) / sqrt(var + eps), -clip, clip)``.
+
+    Called once per env step with a handful of numbers, the cost is per-op overhead: on CPU the
+    update runs in NumPy on views of the buffers, and ``forward`` uses float32 copies of
+    ``mean`` and ``1/std`` refreshed after each update (three tensor ops per call).
     """
 
     def __init__(self, shape: tuple[int, ...], clip: float = 10.0, eps: float = 1e-8):
@@ -21,22 +26,46 @@ class RunningMeanStd(nn.Module):
         self.register_buffer("mean", torch.zeros(shape, dtype=torch.float64))
         self.register_buffer("var", torch.ones(shape, dtype=torch.float64))
         self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
+        self.register_buffer("_mean32", torch.zeros(shape), persistent=False)
+        self.register_buffer("_inv_std32", torch.ones(shape), persistent=False)
         self.clip, self.eps = clip, eps
         self.frozen = False
+        self.register_load_state_dict_post_hook(lambda module, keys: module._refresh())
+        self._refresh()
 
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
         """Fold a batch ``[B, *shape]`` into the statistics (no-op when frozen)."""
         if self.frozen:
             return
-        x = x.to(torch.float64)
-        batch_mean, batch_var, n = x.mean(0), x.var(0, unbiased=False), x.shape[0]
-        delta = batch_mean - self.mean
-        total = self.count + n
-        self.mean += delta * n / total
-        self.var.copy_((self.var * self.count + batch_var * n + delta.square() * self.count * n / total) / total)
-        self.count.copy_(total)
+        n = x.shape[0]
+        if self.mean.device.type != "cpu":
+            x = x.to(self.mean.device, torch.float64)
+            self._combine(x.mean(0), x.var(0, unbiased=False), n, self.mean, self.var, self.count)
+            self._mean32.copy_(self.mean)
+            self._inv_std32.copy_((self.var + self.eps).rsqrt())
+            return
+        x = x.numpy().astype(np.float64)
+        batch_mean = x.sum(0) / n
+        batch_var = np.square(x - batch_mean).sum(0) / n if n > 1 else 0.0
+        mean, var, count = self.mean.numpy(), self.var.numpy(), self.count.numpy()
+        self._combine(batch_mean, batch_var, n, mean, var, count)
+        self._mean32.numpy()[...] = mean
+        self._inv_std32.numpy()[...] = 1.0 / np.sqrt(var + self.eps)
+
+    @staticmethod
+    def _combine(batch_mean, batch_var, n, mean, var, count) -> None:
+        """Chan et al.'s parallel update, in place on ``mean``, ``var``, ``count`` (NumPy or torch)."""
+        delta = batch_mean - mean
+        total = count + n
+        var[...] = (var * count + batch_var * n + delta * delta * (count * n / total)) / total
+        mean += delta * (n / total)
+        count[...] = total
+
+    @torch.no_grad()
+    def _refresh(self) -> None:
+        self._mean32.copy_(self.mean)
+        self._inv_std32.copy_((self.var + self.eps).rsqrt())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean, std = self.mean.to(x.dtype), (self.var + self.eps).sqrt().to(x.dtype)
-        return ((x - mean) / std).clamp(-self.clip, self.clip)
+        return ((x - self._mean32) * self._inv_std32).clamp_(-self.clip, self.clip)
