@@ -240,9 +240,10 @@ def plan_sweep(algos: str | list[str], envs: str | list[str], seeds: str | list[
                             "another --sweep-dir")
     plan = SweepPlan(root, algo_list, env_list, seed_list, int(steps), int(eval_every), int(checkpoint_every),
                      overrides, device, int(jobs), resolved)
-    for algo in algo_list:
+    # Seed-major order: a sweep stopped early has the same seeds for every algorithm and env.
+    for seed in seed_list:
         for env_id in env_list:
-            for seed in seed_list:
+            for algo in algo_list:
                 run = SweepRun(algo, env_id, seed, root / algo / _safe(env_id) / f"seed{seed}")
                 _classify(run, plan.steps)
                 plan.runs.append(run)
