@@ -79,28 +79,31 @@ def train(algo, env_id, run_dir, steps, overrides, seed=3, checkpoint_every=0):
                      eval_every=0, checkpoint_every=checkpoint_every, device="cpu", progress=False)
 
 
-@pytest.mark.parametrize("algo", ["sac", "td3"])
-def test_same_seed_same_result_and_exact_resume(tmp_path, algo, one_thread):
-    full = train(algo, "Pendulum-v1", tmp_path / "full", 2000, PENDULUM)
-    again = train(algo, "Pendulum-v1", tmp_path / "again", 2000, PENDULUM)
+@pytest.mark.parametrize("algo,extra", [("sac", {}), ("td3", {}), ("ddpg", {"merl": "true"})],
+                         ids=["sac", "td3", "ddpg-merl-heads"])
+def test_same_seed_same_result_and_exact_resume(tmp_path, algo, extra, one_thread):
+    config = {**PENDULUM, **extra}
+    full = train(algo, "Pendulum-v1", tmp_path / "full", 2000, config)
+    again = train(algo, "Pendulum-v1", tmp_path / "again", 2000, config)
     assert_same_run(full, again, 2000)
 
     # checkpoint at 1000 (end of the first session), then resume to 2000 in a new agent
-    part = train(algo, "Pendulum-v1", tmp_path / "part", 1000, PENDULUM)
+    part = train(algo, "Pendulum-v1", tmp_path / "part", 1000, config)
     state_1000, _ = final_state(part, 1000)
     assert state_1000["modules"]["algo"]["updates"] == 1000 - 200 + 1
     run.resume_run(part, 2000, device="cpu", progress=False)
     assert sorted(p.name for p in (part / "checkpoints").glob("step_*")) == ["step_0000001000", "step_0000002000"]
     assert_same_run(full, part, 2000)
     cols = ["steps", "updates", "episodes", "train_return", "critic_loss", "actor_loss"]
+    cols += ["ve_loss", "fs_loss"] if extra.get("merl") else []
     rows = progress_rows(full, cols)
     assert [r["steps"] for r in rows] == ["500", "1000", "1500", "2000"]
     assert progress_rows(part, cols) == rows
     assert json.loads((part / "config.json").read_text())["options"]["steps"] == 2000
 
     # a different seed gives a different run (the comparison above is not vacuous)
-    other = train(algo, "Pendulum-v1", tmp_path / "other", 300, {**PENDULUM, "learning_starts": "100"}, seed=4)
-    base = train(algo, "Pendulum-v1", tmp_path / "base", 300, {**PENDULUM, "learning_starts": "100"})
+    other = train(algo, "Pendulum-v1", tmp_path / "other", 300, {**config, "learning_starts": "100"}, seed=4)
+    base = train(algo, "Pendulum-v1", tmp_path / "base", 300, {**config, "learning_starts": "100"})
     so, _ = final_state(other, 300)
     sb, _ = final_state(base, 300)
     assert not torch.equal(so["modules"]["critic"]["q"]["net.layers.0.weight"],

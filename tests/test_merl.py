@@ -108,9 +108,9 @@ def test_heads_loss_on_a_hand_built_batch():
     b = RolloutBatch(None, None, None, old_v, None, ret, index)
     loss = heads.loss(b, features)
     ve = 1 - (3 / 16) / (5 / 4)
-    ve_loss = (heads.heads["ve"](features).squeeze(-1) - ve).square().mean()
+    ve_loss = (heads.heads.ve(features).squeeze(-1) - ve).square().mean()
     fs_target = Buf.next_obs.view(4, 2)[index]
-    fs_loss = (1 - torch.cosine_similarity(heads.heads["fs"](features), fs_target, dim=-1)).mean()
+    fs_loss = (1 - torch.cosine_similarity(heads.heads.fs(features), fs_target, dim=-1)).mean()
     assert loss.item() == pytest.approx(0.5 * ve_loss.item() + 0.01 * fs_loss.item(), rel=1e-5)
     loss.backward()
     assert all(p.grad is not None for p in heads.parameters())
@@ -142,3 +142,58 @@ def test_ppo_merl_agent_updates_heads(one_thread):
         assert all(np.isfinite(v) for v in metrics.values()), metrics
     finally:
         agent.env.close()
+
+
+# ----------------------------------------------------------------------------- on DDPG/TD3/SAC critics
+def test_off_policy_critic_merl_loss_on_a_hand_built_batch():
+    """Critic.td_loss with ``merl``: Q loss + 0.5 L_VE + 0.01 L_FS, per member of a 2-critic
+    ensemble, VE target from the TD target and the detached Q, FS target the next observation."""
+    from rlblocks.algos.off_policy import Critic, OffPolicyConfig
+    from rlblocks.buffers.replay import Batch
+
+    torch.manual_seed(0)
+    cfg = OffPolicyConfig(hidden_sizes=[8, 8], num_critics=2, merl=True)
+    critic = Critic(obs_dim=3, act_dim=2, cfg=cfg, device=torch.device("cpu"))
+    B = 6
+    b = Batch(obs=torch.randn(B, 3), action=torch.randn(B, 2), reward=torch.zeros(B), discount=torch.zeros(B),
+              next_obs=torch.randn(B, 3))
+    target = torch.randn(B)
+    loss, q_values = critic.td_loss(b, target, scale=0.5)
+
+    with torch.no_grad():
+        x = torch.cat([b.obs, b.action], -1)
+        layers = critic.q.net.layers
+        h = torch.relu(torch.relu(x @ layers[0].weight + layers[0].bias) @ layers[1].weight + layers[1].bias)  # [2, B, 8]
+        q = (h @ layers[2].weight + layers[2].bias).squeeze(-1)
+        expected = 0.5 * ((q - target) ** 2).mean(1).sum()
+        aux = critic.aux
+        for e in range(2):
+            ve = 1 - torch.var(target - q[e], unbiased=False) / torch.var(target, unbiased=False)
+            ve_pred = (h[e] @ aux.ve.weight[e] + aux.ve.bias[e]).squeeze(-1)
+            fs_pred = h[e] @ aux.fs.weight[e] + aux.fs.bias[e]
+            cos = (fs_pred * b.next_obs).sum(-1) / (fs_pred.norm(dim=-1) * b.next_obs.norm(dim=-1))
+            expected = expected + 0.5 * ((ve_pred - ve) ** 2).mean() + 0.01 * (1 - cos).mean()
+    torch.testing.assert_close(q_values, q)
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert aux.ve.weight.grad.abs().sum() > 0 and aux.fs.weight.grad.abs().sum() > 0
+    assert set(critic.pop_metrics()) == {"ve_loss", "fs_loss"}
+
+
+def test_off_policy_merl_heads_join_the_critic_optimizer(one_thread):
+    from rlblocks.run import resolve_config
+    from rlblocks.registry import RunOptions, build_agent, get_algo
+
+    for algo in ("sac", "td3"):
+        spec = get_algo(algo)
+        cfg = resolve_config(spec, "Pendulum-v1", overrides={"merl": "true", "learning_starts": "50", "batch_size": "32"})
+        agent = build_agent(spec, "Pendulum-v1", cfg, 0, torch.device("cpu"),
+                            RunOptions(None, 200, eval_every=0, checkpoint_every=0, progress=False, tensorboard=False))
+        try:
+            before = [p.detach().clone() for p in agent.critic.aux.parameters()]
+            agent.train(100)
+            assert all(not torch.equal(a, p) for a, p in zip(before, agent.critic.aux.parameters()))
+            metrics = agent.critic.pop_metrics()
+            assert np.isfinite(metrics["ve_loss"]) and 0 <= metrics["fs_loss"] <= 2
+        finally:
+            agent.env.close()

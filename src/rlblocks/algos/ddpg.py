@@ -52,7 +52,7 @@ class DDPG(OffPolicyAlgorithm):
         cfg, policy = self.cfg, self.agent.policy
         self.actor, self.actor_target, self.critic = policy.actor, policy.actor_target, self.agent.critic
         self.actor_opt = make_adam(self.actor.parameters(), cfg.actor_lr)
-        self.critic_opt = make_adam(self.critic.q.parameters(), cfg.critic_lr)
+        self.critic_opt = make_adam(self.critic.trainable_parameters(), cfg.critic_lr)
         self._online = list(self.critic.q.parameters()) + list(self.actor.parameters())
         self._target = list(self.critic.q_target.parameters()) + list(self.actor_target.parameters())
         self._last_actor_loss = torch.zeros((), device=self.agent.device)
@@ -68,8 +68,7 @@ class DDPG(OffPolicyAlgorithm):
             # Clipped double Q (TD3 Eq. 10); for one critic the min is the identity (DDPG).
             target = b.reward + b.discount * q_target(b.next_obs, next_action).min(0).values
 
-        q_values = q(b.obs, b.action)  # [E, B]
-        critic_loss = (q_values - target).square().mean(1).sum()
+        critic_loss, q_values = self.critic.td_loss(b, target)  # sum_e mean (Q_e - y)^2, [E, B]
         adam_step(self.critic_opt, critic_loss)
 
         if (self.updates + 1) % cfg.policy_delay == 0:  # TD3 delayed policy updates (Sec. 5.2)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from rlblocks.algos.merl_heads import AuxHeads, variance_explained
 from rlblocks.config import BaseConfig, param
 from rlblocks.errors import ConfigError
 from rlblocks.explore import make_noise
@@ -34,6 +35,9 @@ class OffPolicyConfig(BaseConfig):
     num_critics: int = param(2, low=1, high=64, help="Q ensemble size (min over members in targets)")
     n_step: int = param(1, low=1, high=100, help="steps in the n-step return target")
     layer_norm: bool = param(False, help="LayerNorm in the critic's hidden layers")
+    merl: bool = param(False, help="MERL auxiliary heads (variance explained, future state) on the critic trunk")
+    ve_coef: float = param(0.5, low=0.0, help="MERL: weight of the variance-explained loss")
+    fs_coef: float = param(0.01, low=0.0, help="MERL: weight of the future-state cosine loss")
 
     def check(self) -> None:
         if self.batch_size > self.buffer_size:
@@ -56,21 +60,58 @@ def make_adam(params, lr: float) -> torch.optim.Adam:
 
 
 class Critic(Module):
-    """The ``critic`` module: a :class:`QEnsemble` of ``num_critics`` members and its target copy."""
+    """The ``critic`` module: a :class:`QEnsemble` of ``num_critics`` members and its target copy.
+
+    With ``cfg.merl`` it also owns MERL's VE and FS heads on each member's last hidden layer
+    (``algos/merl_heads.py``; Flet-Berliac & Preux 2019): :meth:`td_loss` then adds
+    ``ve_coef · L_VE + fs_coef · L_FS``, with the VE target ``1 - Var[y - Q] / Var[y]`` from the TD
+    target ``y`` and the detached prediction, and the FS target the replayed next observation
+    (the true one at episode ends, so a pair never crosses an episode), and logs both losses.
+    """
 
     name = "critic"
+    metric_names: tuple[str, ...] = ()
 
     def __init__(self, obs_dim: int, act_dim: int, cfg: OffPolicyConfig, device: torch.device):
         super().__init__()
+        self.cfg = cfg
         self.q = QEnsemble(obs_dim, act_dim, cfg.hidden_sizes, cfg.num_critics, cfg.layer_norm).to(device)
         self.q_target = target_copy(self.q)
+        self.aux = AuxHeads(cfg.hidden_sizes[-1], obs_dim, cfg.num_critics).to(device) if cfg.merl else None
+        if cfg.merl:
+            self.metric_names = ("ve_loss", "fs_loss")
+            self.metrics = MetricSums(self.metric_names)
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        """What the critic optimiser steps: the Q ensemble and, with MERL, its heads."""
+        return list(self.q.parameters()) + ([] if self.aux is None else list(self.aux.parameters()))
+
+    def td_loss(self, b, target: torch.Tensor, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loss, Q(s, a) [E, B])`` with ``loss = scale · sum_e mean_B (Q_e - y)^2`` (+ MERL terms)."""
+        if self.aux is None:
+            q_values = self.q(b.obs, b.action)
+            return scale * (q_values - target).square().mean(1).sum(), q_values
+        q_values, hidden = self.q(b.obs, b.action, return_hidden=True)
+        loss = scale * (q_values - target).square().mean(1).sum()
+        ve_loss, fs_loss = self.aux.losses(hidden, variance_explained(target, q_values.detach()), b.next_obs)
+        self.metrics.add((ve_loss, fs_loss))
+        return loss + self.cfg.ve_coef * ve_loss + self.cfg.fs_coef * fs_loss, q_values
+
+    def pop_metrics(self) -> dict[str, float]:
+        return {} if self.aux is None else self.metrics.pop()
 
     def state_dict(self):
-        return {"q": self.q.state_dict(), "q_target": self.q_target.state_dict()}
+        state = {"q": self.q.state_dict(), "q_target": self.q_target.state_dict()}
+        if self.aux is not None:
+            state.update(aux=self.aux.state_dict(), metrics=self.metrics.state_dict())
+        return state
 
     def load_state_dict(self, state):
         self.q.load_state_dict(state["q"])
         self.q_target.load_state_dict(state["q_target"])
+        if self.aux is not None:
+            self.aux.load_state_dict(state["aux"])
+            self.metrics.load_state_dict(state.get("metrics"))
 
 
 class Policy(Module):

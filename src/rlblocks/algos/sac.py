@@ -39,7 +39,7 @@ class SAC(OffPolicyAlgorithm):
         cfg, agent = self.cfg, self.agent
         self.actor, self.critic = agent.policy.actor, agent.critic
         self.log_alpha = torch.full((), math.log(cfg.init_alpha), device=agent.device, requires_grad=cfg.autotune_alpha)
-        groups = [{"params": list(self.critic.q.parameters()), "lr": cfg.critic_lr},
+        groups = [{"params": self.critic.trainable_parameters(), "lr": cfg.critic_lr},
                   {"params": list(self.actor.parameters()), "lr": cfg.actor_lr}]
         if cfg.autotune_alpha:
             groups.append({"params": [self.log_alpha], "lr": cfg.alpha_lr})
@@ -61,9 +61,8 @@ class SAC(OffPolicyAlgorithm):
             next_v = q_target(b.next_obs, next_action).min(0).values - alpha * next_log_prob
             target = b.reward + b.discount * next_v
 
-        # Critic loss (Eq. 5): 1/2 (Q_i(s, a) - y)^2, summed over the ensemble.
-        q_values = q(b.obs, b.action)  # [E, B]
-        critic_loss = 0.5 * (q_values - target).square().mean(1).sum()
+        # Critic loss (Eq. 5): 1/2 (Q_i(s, a) - y)^2, summed over the ensemble (+ MERL's heads).
+        critic_loss, q_values = self.critic.td_loss(b, target, scale=0.5)  # q_values [E, B]
         if self.cfg.sequential_update:  # step the critic first; the policy then sees the new critic
             self.optimizer.zero_grad(set_to_none=True)
             critic_loss.backward()

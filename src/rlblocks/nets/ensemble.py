@@ -58,18 +58,21 @@ class EnsembleMLP(nn.Module):
         self.layers = nn.ModuleList(EnsembleLinear(ensemble_size, a, b) for a, b in itertools.pairwise(dims))
         self.norms = nn.ModuleList(nn.LayerNorm(d, elementwise_affine=False) for d in hidden_sizes) if layer_norm else None
 
-    def forward(self, x: torch.Tensor, detach_params: bool = False, members: slice | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, detach_params: bool = False, members: slice | None = None,
+                return_hidden: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Output ``[E, B, out]``; with ``return_hidden`` also the last hidden layer ``[E, B, H]``."""
         if x.dim() == 2:
             size = self.ensemble_size if members is None else len(range(self.ensemble_size)[members])
             x = x.expand(size, *x.shape)
         last = len(self.layers) - 1
+        hidden = x
         for i, layer in enumerate(self.layers):
             x = layer(x, detach_params, members)
             if i < last:
                 if self.norms is not None:
                     x = self.norms[i](x)
-                x = torch.relu(x)
-        return x
+                x = hidden = torch.relu(x)
+        return (x, hidden) if return_hidden else x
 
 
 class QEnsemble(nn.Module):
@@ -89,5 +92,7 @@ class QEnsemble(nn.Module):
         return self.net.ensemble_size
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor, detach_params: bool = False,
-                members: slice | None = None) -> torch.Tensor:
-        return self.net(torch.cat([obs, action], dim=-1), detach_params, members).squeeze(-1)
+                members: slice | None = None, return_hidden: bool = False):
+        """``Q [E, B]``; with ``return_hidden`` also the last hidden layer ``[E, B, H]`` (MERL heads)."""
+        out = self.net(torch.cat([obs, action], dim=-1), detach_params, members, return_hidden)
+        return (out[0].squeeze(-1), out[1]) if return_hidden else out.squeeze(-1)
