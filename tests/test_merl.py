@@ -181,8 +181,8 @@ def test_off_policy_critic_merl_loss_on_a_hand_built_batch():
 
 
 def test_off_policy_merl_heads_join_the_critic_optimizer(one_thread):
-    from rlblocks.run import resolve_config
     from rlblocks.registry import RunOptions, build_agent, get_algo
+    from rlblocks.run import resolve_config
 
     for algo in ("sac", "td3"):
         spec = get_algo(algo)

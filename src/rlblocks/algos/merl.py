@@ -29,7 +29,6 @@ from rlblocks.errors import ConfigError
 from rlblocks.metrics import MetricSums
 from rlblocks.module import Module
 
-
 __all__ = ["MERLConfig", "MERLHeads", "cosine_distance", "future_obs_targets", "merl_modules",
            "variance_explained"]
 
