@@ -42,8 +42,7 @@ class RunningMeanStd(nn.Module):
         if self.mean.device.type != "cpu":
             x = x.to(self.mean.device, torch.float64)
             self._combine(x.mean(0), x.var(0, unbiased=False), n, self.mean, self.var, self.count)
-            self._mean32.copy_(self.mean)
-            self._inv_std32.copy_((self.var + self.eps).rsqrt())
+            self._refresh()
             return
         x = x.numpy().astype(np.float64)
         batch_mean = x.sum(0) / n
