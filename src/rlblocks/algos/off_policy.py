@@ -88,11 +88,10 @@ class Critic(Module):
 
     def td_loss(self, b, target: torch.Tensor, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """``(loss, Q(s, a) [E, B])`` with ``loss = scale · sum_e mean_B (Q_e - y)^2`` (+ MERL terms)."""
-        if self.aux is None:
-            q_values = self.q(b.obs, b.action)
-            return scale * (q_values - target).square().mean(1).sum(), q_values
         q_values, hidden = self.q(b.obs, b.action, return_hidden=True)
         loss = scale * (q_values - target).square().mean(1).sum()
+        if self.aux is None:
+            return loss, q_values
         ve_loss, fs_loss = self.aux.losses(hidden, variance_explained(target, q_values.detach()), b.next_obs)
         self.metrics.add((ve_loss, fs_loss))
         return loss + self.cfg.ve_coef * ve_loss + self.cfg.fs_coef * fs_loss, q_values

@@ -183,12 +183,13 @@ class Rollout(Module):
         if "return_normalizer" in agent.modules:
             reward = agent.return_normalizer.scale(reward)
         truncated = exp["truncated"]
+        any_truncated = bool(truncated.any())
         next_obs = None
-        if buf.next_obs is not None or truncated.any():
+        if buf.next_obs is not None or any_truncated:
             # Normalised with the statistics of this step, as the observations the policy saw.
             next_obs = agent.normalizer(exp["next_obs"].to(buf.device))
         buf.add(obs, action, reward.to(buf.device), exp["terminated"].to(buf.device), truncated.to(buf.device),
-                final_obs=next_obs, next_obs=next_obs)
+                final_obs=next_obs if any_truncated else None, next_obs=next_obs)
 
     def save(self, path) -> None:
         self.buffer.save(path)
