@@ -149,11 +149,17 @@ class RolloutBuffer:
         self.ret.copy_(ret)
 
     def minibatches(self, n_minibatches: int) -> Iterator[RolloutBatch]:
-        """One epoch: a random permutation (torch's RNG) cut into ``n_minibatches`` equal parts."""
-        obs, action, log_prob, value = self.flat("obs"), self.flat("action"), self.flat("log_prob"), self.flat("value")
-        adv, ret = self.flat("advantage"), self.flat("ret")
+        """One epoch: a random permutation (torch's RNG) cut into ``n_minibatches`` equal parts.
+
+        The four scalar fields are stacked as rows of one ``[4, size]`` tensor, so a minibatch
+        takes three gathers (obs, action, scalars) instead of six, and each scalar field stays a
+        contiguous row: gathers are a tenth of a small-network minibatch step on CPU.
+        """
+        obs, action = self.flat("obs"), self.flat("action")
+        scalars = torch.stack([self.flat(f) for f in ("log_prob", "value", "advantage", "ret")])
         for idx in torch.randperm(self.size, device=self.device).chunk(n_minibatches):
-            yield RolloutBatch(obs[idx], action[idx], log_prob[idx], value[idx], adv[idx], ret[idx], idx)
+            log_prob, value, adv, ret = scalars[:, idx]
+            yield RolloutBatch(obs[idx], action[idx], log_prob, value, adv, ret, idx)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> None:

@@ -41,14 +41,19 @@ class ReturnNormalizer(Module):
     def process_experience(self, exp) -> None:
         if not self.enabled:
             return
-        self.ret = self.ret * self.gamma + exp["reward"].numpy()
-        self._update(self.ret)
-        self.ret[(exp["terminated"] | exp["truncated"]).numpy()] = 0.0
+        ret = self.ret
+        ret *= self.gamma
+        ret += exp["reward"].numpy()
+        self._update(ret)
+        ret[exp["terminated"].numpy()] = 0.0
+        ret[exp["truncated"].numpy()] = 0.0
 
     def _update(self, x: np.ndarray) -> None:
         """Chan et al. parallel mean/variance update with a batch ``x`` (as ``RunningMeanStd``)."""
-        batch_mean = float(x.mean())
-        batch_var, n = float(np.square(x - batch_mean).mean()), x.shape[0]  # np.var is ~10x slower here
+        # Sums rather than np.mean/np.var (each ~10x the cost of a sum on a few floats).
+        n = x.shape[0]
+        batch_mean = float(x.sum()) / n
+        batch_var = max(float(np.dot(x, x)) / n - batch_mean * batch_mean, 0.0)
         delta, total = batch_mean - self.mean, self.count + n
         self.mean += delta * n / total
         self.var = (self.var * self.count + batch_var * n + delta * delta * self.count * n / total) / total

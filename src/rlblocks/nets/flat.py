@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 import torch
 from torch import nn
+from torch.optim.adam import adam
 
 
 class FlatParameters:
@@ -52,5 +53,38 @@ class FlatParameters:
         self.param.grad.zero_()
 
     def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
-        """Scale the gradient to global L2 norm at most ``max_norm`` (as ``nn.utils.clip_grad_norm_``)."""
-        return nn.utils.clip_grad_norm_([self.param], max_norm)
+        """Scale the gradient to global L2 norm at most ``max_norm``; returns the norm before clipping.
+
+        The formula of ``nn.utils.clip_grad_norm_`` (``g *= min(1, max_norm / (||g|| + 1e-6))``)
+        written for one tensor: 3 ops, where the general utility's grouping and checks cost
+        4× as much on PPO's 11k parameters.
+        """
+        grad = self.param.grad
+        norm = torch.linalg.vector_norm(grad)
+        grad.mul_((max_norm / (norm + 1e-6)).clamp_(max=1.0))
+        return norm
+
+    @torch.no_grad()
+    def adam_step(self, optimizer: torch.optim.Adam) -> None:
+        """``optimizer.step()`` through torch's functional ``adam`` with the optimizer's own state,
+        hyperparameters and kernel (fused where the optimizer is): the same update, without
+        ``Optimizer.step``'s per-call hooks and group bookkeeping (half the cost at PPO's size).
+        The first call, which creates the state, goes through ``optimizer.step()``.
+
+        Raises:
+            ValueError: ``optimizer`` does not hold exactly ``self.param`` in one group, or uses amsgrad.
+        """
+        groups = optimizer.param_groups
+        if len(groups) != 1 or groups[0]["params"] != [self.param] or groups[0]["amsgrad"]:
+            raise ValueError("adam_step needs an Adam optimizer over [flat.param] alone, without amsgrad")
+        state = optimizer.state.get(self.param)
+        if not state:
+            optimizer.step()
+            return
+        g = groups[0]
+        beta1, beta2 = g["betas"]
+        adam([self.param], [self.param.grad], [state["exp_avg"]], [state["exp_avg_sq"]], [], [state["step"]],
+             foreach=g["foreach"], capturable=g["capturable"], differentiable=g["differentiable"],
+             fused=g["fused"], decoupled_weight_decay=g.get("decoupled_weight_decay", False),
+             amsgrad=False, beta1=beta1, beta2=beta2, lr=g["lr"], weight_decay=g["weight_decay"],
+             eps=g["eps"], maximize=g["maximize"])

@@ -30,8 +30,20 @@ class RunningMeanStd(nn.Module):
         self.register_buffer("_inv_std32", torch.ones(shape), persistent=False)
         self.clip, self.eps = clip, eps
         self.frozen = False
+        self._numpy: tuple[np.ndarray, ...] | None = None  # views of the CPU buffers, see _views
         self.register_load_state_dict_post_hook(lambda module, keys: module._refresh())
         self._refresh()
+
+    def _apply(self, fn, recurse=True):
+        self._numpy = None  # .to()/.float() may replace the buffers the views point at
+        return super()._apply(fn, recurse)
+
+    def _views(self) -> tuple[np.ndarray, ...]:
+        """NumPy views of ``(mean, var, count, _mean32, _inv_std32)`` (CPU buffers only)."""
+        if self._numpy is None:
+            b = self._buffers
+            self._numpy = tuple(b[k].numpy() for k in ("mean", "var", "count", "_mean32", "_inv_std32"))
+        return self._numpy
 
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
@@ -44,13 +56,16 @@ class RunningMeanStd(nn.Module):
             self._combine(x.mean(0), x.var(0, unbiased=False), n, self.mean, self.var, self.count)
             self._refresh()
             return
-        x = x.numpy().astype(np.float64)
-        batch_mean = x.sum(0) / n
-        batch_var = np.square(x - batch_mean).sum(0) / n if n > 1 else 0.0
-        mean, var, count = self.mean.numpy(), self.var.numpy(), self.count.numpy()
+        mean, var, count, mean32, inv_std32 = self._views()
+        x = x.numpy()
+        if n == 1:  # one env: the batch is the sample, its variance 0
+            batch_mean, batch_var = x[0].astype(np.float64), 0.0
+        else:
+            batch_mean = x.mean(0, dtype=np.float64)
+            batch_var = np.square(x - batch_mean).mean(0)
         self._combine(batch_mean, batch_var, n, mean, var, count)
-        self._mean32.numpy()[...] = mean
-        self._inv_std32.numpy()[...] = 1.0 / np.sqrt(var + self.eps)
+        mean32[...] = mean
+        np.reciprocal(np.sqrt(var + self.eps), out=inv_std32, casting="same_kind")
 
     @staticmethod
     def _combine(batch_mean, batch_var, n, mean, var, count) -> None:
