@@ -272,3 +272,19 @@ def test_running_mean_std_clip_frozen_and_state_dict():
     other.update(batch)
     for k in snapshot:
         assert torch.equal(rms.state_dict()[k], other.state_dict()[k])
+
+
+def test_fast_tanh_matches_tanh_in_value_and_gradient():
+    from rlblocks.nets.activations import fast_tanh
+
+    torch.manual_seed(0)
+    for shape in [(2, 3, 4), (2, 512, 64)]:  # below and above the size where the sigmoid path is taken
+        x = (torch.randn(shape) * 4).requires_grad_()
+        g = torch.randn(shape)
+        y_fast, y_ref = fast_tanh(x), torch.tanh(x)
+        torch.testing.assert_close(y_fast, y_ref, rtol=0, atol=5e-7)
+        (gx_fast,) = torch.autograd.grad(y_fast, x, g)
+        (gx_ref,) = torch.autograd.grad(y_ref, x, g)
+        torch.testing.assert_close(gx_fast, gx_ref, rtol=0, atol=5e-6)
+    assert fast_tanh(torch.full((2, 512, 64), 50.0)).eq(1.0).all()  # saturates exactly, no overflow
+    assert fast_tanh(torch.full((2, 512, 64), -50.0)).eq(-1.0).all()

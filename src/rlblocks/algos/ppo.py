@@ -30,6 +30,7 @@ from rlblocks.config import BaseConfig, param
 from rlblocks.errors import ConfigError, RLBlocksError
 from rlblocks.metrics import MetricSums
 from rlblocks.module import Module
+from rlblocks.nets.activations import fast_tanh
 from rlblocks.nets.distributions import CategoricalHead, DiagGaussianHead, orthogonal_init
 from rlblocks.nets.ensemble import EnsembleLinear
 from rlblocks.nets.flat import FlatParameters
@@ -96,7 +97,7 @@ class ActorCritic(nn.Module):
         self.n_trunks = 1 if shared else 2
         dims = [obs_dim, *hidden_sizes]
         self.trunk = nn.ModuleList(_trunk_layer(self.n_trunks, a, b) for a, b in itertools.pairwise(dims))
-        self.activation = torch.tanh if activation == "tanh" else torch.relu
+        self.activation = fast_tanh if activation == "tanh" else torch.relu
         head = CategoricalHead if discrete else DiagGaussianHead
         self.pi_head = head(self.feature_dim, act_dim)  # output init scale 0.01
         self.v_head = orthogonal_init(nn.Linear(self.feature_dim, 1), 1.0)
@@ -292,7 +293,9 @@ class PPO(Module):
                 entropy = entropy.mean()
 
                 # Eq. 9 (as a loss to minimise): -L^CLIP + c1 L^VF - c2 S[pi]; plus auxiliary terms.
-                loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
+                loss = policy_loss + cfg.vf_coef * value_loss
+                if cfg.ent_coef:  # baselines' MuJoCo default is 0: no entropy graph to differentiate
+                    loss = loss - cfg.ent_coef * entropy
                 if self.aux is not None:
                     loss = loss + self.aux.loss(b, v_features)
                 self.flat.zero_grad()

@@ -40,9 +40,11 @@ class EnvRunner(Module):
         if not isinstance(self.obs_space, gym.spaces.Box):
             raise RLBlocksError(f"{env_id} has {self.obs_space} observations; this algorithm needs a flat Box")
         self.continuous = isinstance(self.action_space, gym.spaces.Box)
+        self._rescale = False
         if self.continuous:
             low, high = self.action_space.low, self.action_space.high
             self._scale, self._offset = (high - low) / 2.0, (high + low) / 2.0
+            self._rescale = not (np.all(self._scale == 1.0) and np.all(self._offset == 0.0))
         obs, _ = self.vec.reset(seed=seed)
         self.obs = torch.as_tensor(obs, dtype=torch.float32)
         self.episode_return = np.zeros(num_envs)
@@ -50,7 +52,7 @@ class EnvRunner(Module):
 
     def to_env_action(self, action: torch.Tensor) -> np.ndarray:
         a = action.numpy()
-        return a * self._scale + self._offset if self.continuous else a
+        return a * self._scale + self._offset if self._rescale else a  # [-1, 1] boxes pass as they are
 
     def step(self):
         obs = self.obs
