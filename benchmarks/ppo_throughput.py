@@ -4,12 +4,13 @@ Same env, rollout length (2048 steps per env), minibatch count (32), epochs (10)
 actor and critic, observation and return normalisation on both sides (SB3: VecNormalize),
 sync vector envs with ``--num-envs`` copies.
 
-    python benchmarks/ppo_throughput.py --num-envs 1,8 --steps 65536
+    python benchmarks/ppo_throughput.py --num-envs 8,1 --steps 32768 --threads 1 --repeats 3
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -50,15 +51,24 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=65536, help="env steps per run (a multiple of 2048 × envs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="alternate rlblocks and SB3 runs this many times; the ratio reported is the median of "
+                        "the per-pair ratios (a shared machine drifts between runs)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; env {args.env}; {args.steps} steps each")
     for n in (int(x) for x in args.num_envs.split(",")):
-        ours = run_rlblocks(args.env, args.steps, n, args.seed)
-        theirs = run_sb3(args.env, args.steps, n, args.seed)
-        print(f"ppo {n} envs: rlblocks {ours:8.1f} steps/s | SB3 {theirs:8.1f} steps/s | ratio {ours / theirs:.2f}x",
-              flush=True)
+        ratios = []
+        for r in range(args.repeats):
+            ours = run_rlblocks(args.env, args.steps, n, args.seed)
+            theirs = run_sb3(args.env, args.steps, n, args.seed)
+            ratios.append(ours / theirs)
+            print(f"ppo {n} envs, run {r + 1}: rlblocks {ours:8.1f} steps/s | SB3 {theirs:8.1f} steps/s | "
+                  f"ratio {ours / theirs:.2f}x", flush=True)
+        if args.repeats > 1:
+            print(f"ppo {n} envs: median ratio {statistics.median(ratios):.2f}x over {args.repeats} pairs "
+                  f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x)", flush=True)
 
 
 if __name__ == "__main__":
