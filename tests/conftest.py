@@ -25,9 +25,10 @@ def _tree_state(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*"))}
 
 
-def _cli(*args, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run ``python -m rlblocks ARGS`` in ``cwd`` (one torch thread: the test machine is small)."""
-    env = dict(os.environ)
+def _cli(*args, cwd: Path, timeout: float = 300, env_vars: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m rlblocks ARGS`` in ``cwd`` (one torch thread: the test machine is small),
+    with ``env_vars`` added to the environment."""
+    env = dict(os.environ, **(env_vars or {}))
     env.setdefault("OMP_NUM_THREADS", "1")
     env.setdefault("MKL_NUM_THREADS", "1")
     return subprocess.run([sys.executable, "-m", "rlblocks", *map(str, args)], check=False, cwd=cwd, env=env,

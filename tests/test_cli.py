@@ -133,6 +133,14 @@ def assert_user_error(r, *fragments: str) -> str:
     return lines[0]
 
 
+def test_invalid_mujoco_gl_is_one_line(cli, tmp_path):
+    pytest.importorskip("mujoco", reason="the MuJoCo extra is not installed")
+    r = cli("train", "--algo", "ppo", "--env", "HalfCheetah-v5", "--steps", "64", "--run-dir", tmp_path / "run",
+            cwd=tmp_path, env_vars={"MUJOCO_GL": "not-a-backend"})
+    assert_user_error(r, "HalfCheetah-v5", "MUJOCO_GL", "egl")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def bad_train_args(extra: list[str]) -> list[str]:
     args = ["train", "--algo", "sac", "--env", "Pendulum-v1", "--steps", "100", "--run-dir", "new_run",
             "--no-progress", "--device", "cpu"]

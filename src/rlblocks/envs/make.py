@@ -22,7 +22,7 @@ def _mujoco_warning(message: str) -> None:
 def _quiet_mujoco() -> None:
     try:
         import mujoco
-    except ImportError:
+    except (ImportError, RuntimeError):  # not installed, or MUJOCO_GL invalid: make_env reports it for MuJoCo envs
         return
     if mujoco.get_mju_user_warning() is not _mujoco_warning:
         mujoco.set_mju_user_warning(_mujoco_warning)
@@ -70,6 +70,10 @@ def make_env(env_id: str, index: int = 0, render_mode: str | None = None, **kwar
         extra = next((k for k in _EXTRA_HINT if k in text), None)
         hint = _EXTRA_HINT[extra] if extra else "install the package it names"
         raise RLBlocksError(f"{env_id} needs a package that is missing ({e}); {hint}") from None
+    except RuntimeError as e:  # mujoco refuses to import with an unknown MUJOCO_GL
+        if "MUJOCO_GL" not in str(e):
+            raise
+        raise RLBlocksError(f"{env_id}: {e}; set MUJOCO_GL to egl, osmesa or glfw, or unset it") from None
     return Snapshot(env, index)
 
 
