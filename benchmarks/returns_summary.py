@@ -3,7 +3,7 @@
 Reads rows ``impl,algo,env,seed,steps,score`` (``benchmarks/returns.py --out``) and, with
 ``--sweep DIR --algo A``, the ``eval.csv`` of each finished run of algorithm ``A`` in that sweep
 (as impl ``rlblocks``). Keeps runs that reached ``--steps``, prints a Markdown table (seeds, the
-per-seed final scores, mean ± std) and writes the rows it used to ``--out`` when given.
+per-seed final scores, mean ± sample std over seeds) and writes the rows it used to ``--out`` when given.
 
     python benchmarks/returns_summary.py --csv sb3_ppo_1M.csv --sweep SWEEP_DIR --algo ppo \\
         --env HalfCheetah-v5 --steps 1000000 --out docs/results/ppo_returns_1M.csv
@@ -68,7 +68,7 @@ def main() -> None:
     for impl, by_seed in sorted(finals.items()):
         scores = np.array([by_seed[s] for s in sorted(by_seed)])
         per_seed = ", ".join(f"{by_seed[s]:,.0f} (s{s})" for s in sorted(by_seed))
-        print(f"| {impl} | {len(scores)} | {per_seed} | {scores.mean():,.0f} ± {scores.std():,.0f} |")
+        print(f"| {impl} | {len(scores)} | {per_seed} | {scores.mean():,.0f} ± {scores.std(ddof=1) if len(scores) > 1 else 0.0:,.0f} |")
     if args.out:
         with open(args.out, "w", newline="") as fh:
             w = csv.DictWriter(fh, FIELDS)
