@@ -45,3 +45,6 @@ def test_adam_step_refuses_other_optimizers():
     other = torch.optim.Adam([flat.param, nn.Parameter(torch.zeros(2))])
     with pytest.raises(ValueError, match="flat.param"):
         flat.adam_step(other)
+    same_size = torch.optim.Adam([nn.Parameter(torch.zeros_like(flat.param))])  # another tensor, same shape
+    with pytest.raises(ValueError, match="flat.param"):
+        flat.adam_step(same_size)

@@ -75,7 +75,8 @@ class FlatParameters:
             ValueError: ``optimizer`` does not hold exactly ``self.param`` in one group, or uses amsgrad.
         """
         groups = optimizer.param_groups
-        if len(groups) != 1 or groups[0]["params"] != [self.param] or groups[0]["amsgrad"]:
+        params = groups[0]["params"]
+        if len(groups) != 1 or len(params) != 1 or params[0] is not self.param or groups[0]["amsgrad"]:
             raise ValueError("adam_step needs an Adam optimizer over [flat.param] alone, without amsgrad")
         state = optimizer.state.get(self.param)
         if not state:
