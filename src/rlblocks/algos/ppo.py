@@ -9,10 +9,11 @@ normalisation (VecNormalize). Differences from baselines, on purpose: time-limit
 bootstrap from ``V(final obs)`` (baselines treats them as terminations), and the normaliser
 statistics are saved in checkpoints and frozen in evaluation.
 
-Modules: ``policy`` (:class:`PPOPolicy`, actor + critic; ``act`` caches the log-prob and value
-of its sample), ``rollout`` (:class:`Rollout`, fills a :class:`RolloutBuffer`) and ``algo``
-(:class:`PPO`, the update when the rollout is full). An optional ``aux`` module (e.g. MERL's
-heads, ``algos/merl.py``) adds loss terms computed from the critic's trunk features.
+Modules: ``policy`` (:class:`PPOPolicy`, actor + critic; ``act`` caches the normalised
+observation and its sampled action), ``rollout`` (:class:`Rollout`, fills a :class:`RolloutBuffer`)
+and ``algo`` (:class:`PPO`: scores the full rollout in one pass, then the update). An optional
+``aux`` module (e.g. MERL's heads, ``algos/merl.py``) adds loss terms computed from the critic's
+trunk features.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Stochastic policy heads for on-policy actor-critics (PPO), with OpenAI baselines' initialisation.
 
 Each head maps trunk features ``[B, in_dim]`` to an action distribution and offers the three
-operations PPO needs: :meth:`sample` (acting), :meth:`log_prob_entropy` (the update) and
-:meth:`mode` (greedy evaluation). Log-probabilities are written out in closed form rather than
-through ``torch.distributions`` (no argument validation, fewer kernels per call).
+operations PPO needs: :meth:`sample_action` (acting), :meth:`log_prob_entropy` (scoring and
+the update) and :meth:`mode` (greedy evaluation); :meth:`sample` also returns the log-prob.
+Log-probabilities are written out in closed form rather than through ``torch.distributions``
+(no argument validation, fewer kernels per call).
 
 Initialisation follows baselines (Dhariwal et al. 2017, ``common/distributions.py``): the output
 layer is orthogonal with gain 0.01 and zero bias, so the initial policy is nearly uniform
