@@ -108,3 +108,26 @@ def test_vector_env_snapshot_by_index():
         np.testing.assert_array_equal(o, obs)
         np.testing.assert_array_equal(r, rew)
     fresh.close()
+
+
+def test_vector_env_keeps_only_the_info_keys_asked_for():
+    """``info_keys`` drops the envs' own info (what EnvRunner asks for) but never the vector
+    env's ``final_obs``, and snapshots still reach the innermost wrapper through the filter."""
+    acts = np.zeros((1, 2, 6), dtype=np.float32)
+    full = make_vec_env("HalfCheetah-v5", 2)
+    full.reset(seed=0)
+    assert "x_position" in full.step(acts[0])[4]
+    full.close()
+    for keys, expected in (((), set()), (("x_position",), {"x_position", "_x_position"})):
+        vec = make_vec_env("HalfCheetah-v5", 2, info_keys=keys)
+        vec.reset(seed=0)
+        assert set(vec.step(acts[0])[4]) == expected
+        assert len(vec.call("get_snapshot")) == 2
+        vec.close()
+    pend = make_vec_env("Pendulum-v1", 1, info_keys=())
+    pend.reset(seed=0)
+    for _ in range(199):
+        pend.step(np.zeros((1, 1), dtype=np.float32))
+    info = pend.step(np.zeros((1, 1), dtype=np.float32))[4]
+    assert set(info) == {"final_obs", "_final_obs", "final_info", "_final_info"} and info["_final_obs"][0]
+    pend.close()

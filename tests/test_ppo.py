@@ -99,6 +99,39 @@ def test_gaussian_actions_are_clipped_for_the_env_but_stored_raw():
         agent.env.close()
 
 
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_numpy_acting_equals_torch_acting(activation, one_thread):
+    """The CPU acting path (NumPy on views of the parameters) gives the torch path's sample, from
+    the same torch RNG draw, after updates (Adam, FlatParameters) and after load_state_dict."""
+    agent = _agent("ppo", "Pendulum-v1", {**SMALL, "num_envs": "3", "activation": activation})
+    policy = agent.policy
+    try:
+        assert policy.numpy_acting
+        agent.train(3 * 64 * 2)  # two rollouts: two updates, moving normaliser statistics
+        assert agent.algo.updates == 2 * 2 * 4
+
+        def both(obs):
+            torch.manual_seed(7)
+            a_np = policy.act(obs)
+            x_np, raw_np = policy.last
+            policy.numpy_acting = False
+            torch.manual_seed(7)
+            a_t = policy.act(obs)
+            x_t, raw_t = policy.last
+            policy.numpy_acting = True
+            return (a_np, x_np, raw_np), (a_t, x_t, raw_t)
+
+        obs = agent.env.obs * 3.0  # some features beyond the normaliser's clip
+        for ours, theirs in zip(*both(obs)):
+            torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+        state = {k: v.clone() + 0.1 for k, v in policy.net.state_dict().items()}
+        policy.load_state_dict({"net": state})
+        ours, theirs = both(obs)
+        torch.testing.assert_close(ours[2], theirs[2], rtol=1e-5, atol=1e-6)
+    finally:
+        agent.env.close()
+
+
 def test_batched_scoring_equals_per_step_scoring_with_truncation_bootstrap(one_thread):
     """PPO.score_rollout computes log pi_old and V for the whole rollout after collection; they
     must equal what the collecting policy gives row by row, and V(final obs) is read exactly

@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -35,6 +36,7 @@ from rlblocks.nets.activations import fast_tanh
 from rlblocks.nets.distributions import CategoricalHead, DiagGaussianHead, orthogonal_init
 from rlblocks.nets.ensemble import EnsembleLinear
 from rlblocks.nets.flat import FlatParameters
+from rlblocks.nets.numpy_actor import NumpyGaussianActor
 
 
 @dataclass
@@ -98,6 +100,7 @@ class ActorCritic(nn.Module):
         self.n_trunks = 1 if shared else 2
         dims = [obs_dim, *hidden_sizes]
         self.trunk = nn.ModuleList(_trunk_layer(self.n_trunks, a, b) for a, b in itertools.pairwise(dims))
+        self.activation_name = activation
         self.activation = fast_tanh if activation == "tanh" else torch.relu
         head = CategoricalHead if discrete else DiagGaussianHead
         self.pi_head = head(self.feature_dim, act_dim)  # output init scale 0.01
@@ -129,19 +132,27 @@ class PPOPolicy(Module):
     [-1, 1] only in the returned action (sent to the env); the raw sample is what the update
     scores. ``act(obs, explore=False)`` (evaluation) returns the mode if ``deterministic``, else a
     sample, and caches nothing. Shapes: ``obs [N, obs_dim]`` (CPU) → ``[N, act_dim]`` or ``[N]``.
+
+    On CPU, training-time acting of a Gaussian policy runs in NumPy
+    (:class:`~rlblocks.nets.numpy_actor.NumpyGaussianActor`: same maths and same torch RNG draw,
+    at half the per-call cost); ``numpy_acting=False`` keeps it in torch.
     """
 
     name = "policy"
     requires = ("normalizer",)
 
-    def __init__(self, net: ActorCritic, device: torch.device):
+    def __init__(self, net: ActorCritic, device: torch.device, numpy_acting: bool = True):
         super().__init__()
         self.net, self.device = net.to(device), device
         self.discrete = net.pi_head.discrete
         self.last: tuple[torch.Tensor, ...] | None = None
+        self.numpy_acting = numpy_acting and device.type == "cpu" and not self.discrete
+        self._numpy_actor: NumpyGaussianActor | None = None
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, explore: bool = True, deterministic: bool = False) -> torch.Tensor:
+        if explore and self.numpy_acting:
+            return self._act_numpy(obs)
         x = self.agent.normalizer(obs.to(self.device))
         pi = self.net.features(x)[0]
         if explore:
@@ -150,6 +161,17 @@ class PPOPolicy(Module):
         else:
             action = self.net.pi_head.mode(pi) if deterministic else self.net.pi_head.sample_action(pi)
         return (action if self.discrete else action.clamp(-1.0, 1.0)).cpu()
+
+    def _act_numpy(self, obs: torch.Tensor) -> torch.Tensor:
+        actor = self._numpy_actor
+        if actor is None or actor.stale():  # built lazily: FlatParameters re-points the parameters in setup
+            normalizer = self.agent.normalizer
+            actor = self._numpy_actor = NumpyGaussianActor(
+                self.net, self.net.activation_name, normalizer.rms if normalizer.enabled else None)
+        x, action = actor(obs.numpy())
+        self.last = (torch.from_numpy(x), torch.from_numpy(action))
+        clipped = np.maximum(action, -1.0)  # np.clip costs 3x two ufuncs at this size
+        return torch.from_numpy(np.minimum(clipped, 1.0, out=clipped))
 
     @torch.no_grad()
     def value(self, normalized_obs: torch.Tensor) -> torch.Tensor:
