@@ -27,7 +27,7 @@ class EnvRunner(Module):
         env_id, num_envs, mode: see :func:`rlblocks.envs.make_vec_env`.
         seed: env ``i`` is reset with ``seed + i``.
         info_keys: the envs' own info keys to keep (none by default: nothing here reads them,
-            and merging them costs a sixth of a vector step; see :class:`~rlblocks.envs.make.KeepInfoKeys`).
+            and the vector env spends time merging them; see :class:`~rlblocks.envs.make.KeepInfoKeys`).
     """
 
     name = "env"
