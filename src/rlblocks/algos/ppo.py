@@ -135,7 +135,7 @@ class PPOPolicy(Module):
 
     On CPU, training-time acting of a Gaussian policy runs in NumPy
     (:class:`~rlblocks.nets.numpy_actor.NumpyGaussianActor`: same maths and same torch RNG draw,
-    at half the per-call cost); ``numpy_acting=False`` keeps it in torch.
+    at under half the per-call cost); ``numpy_acting=False`` keeps it in torch.
     """
 
     name = "policy"

@@ -3,7 +3,7 @@
 PPO acts once per vector step on a handful of observations (``[num_envs, obs_dim]``). At that
 size every torch op is dispatch overhead: on the 2-core CI machine (torch 2.13, AVX2) a
 ``[8, 64] @ [64, 64]`` matmul costs ~5.9 µs in torch and ~2.4 µs in NumPy, ``tanh`` 4.6 vs
-2.1 µs, so the ~15 ops of one action take ~140–220 µs in torch and ~90 µs here. The update
+2.1 µs, so one action (8 rows) took 115–220 µs in torch and takes 45–55 µs here. The update
 still runs in torch; only the no-grad forward pass of acting is repeated here, with the same
 maths as :meth:`rlblocks.algos.ppo.ActorCritic.features` followed by
 :meth:`rlblocks.nets.distributions.DiagGaussianHead.sample_action`.
