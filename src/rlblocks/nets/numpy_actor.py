@@ -10,7 +10,7 @@ maths as :meth:`rlblocks.algos.ppo.ActorCritic.features` followed by
 
 The noise comes from torch's global generator with the same draw (``randn`` of
 ``[B, act_dim]``) as the torch path, so samples, checkpoints of the RNG and resumed runs are the
-same whichever path acts; values agree to float32 rounding (``tests/test_nets.py``).
+same whichever path acts; values agree to float32 rounding (``tests/test_ppo.py``).
 """
 
 from __future__ import annotations
