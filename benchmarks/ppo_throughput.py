@@ -3,10 +3,10 @@
 Same env, rollout length (2048 steps per env), minibatch count (32), epochs (10), 64×64 tanh
 actor and critic, observation and return normalisation on both sides (SB3: VecNormalize),
 sync vector envs with ``--num-envs`` copies. Reports wall-clock steps/s and steps per CPU-second of
-the process (``time.process_time``): on a shared VM the second is less disturbed by other load and
-by time the hypervisor takes away, and with one thread per side it is the same work.
+the process (``time.process_time``), which would expose time taken away by other load or the
+hypervisor (on the 2-core CI machine the two ratios agreed within 0.02; see docs/benchmarks.md).
 
-    python benchmarks/ppo_throughput.py --num-envs 8,1 --steps 32768 --threads 1 --repeats 3
+    python benchmarks/ppo_throughput.py --num-envs 8,1 --steps 32768 --threads 1 --repeats 5
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ class RunningMeanStd(nn.Module):
         self.register_buffer("_inv_std32", torch.ones(shape), persistent=False)
         self.clip, self.eps = clip, eps
         self.frozen = False
-        self._numpy: tuple[np.ndarray, ...] | None = None  # views of the CPU buffers, see _views
+        self._numpy: tuple[np.ndarray, ...] | None = None  # views of the CPU buffers, see numpy_views
         self.register_load_state_dict_post_hook(lambda module, keys: module._refresh())
         self._refresh()
 
@@ -38,8 +38,12 @@ class RunningMeanStd(nn.Module):
         self._numpy = None  # .to()/.float() may replace the buffers the views point at
         return super()._apply(fn, recurse)
 
-    def _views(self) -> tuple[np.ndarray, ...]:
-        """NumPy views of ``(mean, var, count, _mean32, _inv_std32)`` (CPU buffers only)."""
+    def numpy_views(self) -> tuple[np.ndarray, ...]:
+        """NumPy views of ``(mean, var, count, mean32, inv_std32)``, shared with the buffers, so they
+        see every update and ``load_state_dict`` (CPU buffers only; rebuilt after ``.to()``).
+
+        ``mean32``/``inv_std32`` are the float32 ``mean`` and ``1/sqrt(var + eps)`` that ``forward``
+        uses; NumPy callers (the CPU acting path) normalise with them."""
         if self._numpy is None:
             b = self._buffers
             self._numpy = tuple(b[k].numpy() for k in ("mean", "var", "count", "_mean32", "_inv_std32"))
@@ -56,7 +60,7 @@ class RunningMeanStd(nn.Module):
             self._combine(x.mean(0), x.var(0, unbiased=False), n, self.mean, self.var, self.count)
             self._refresh()
             return
-        mean, var, count, mean32, inv_std32 = self._views()
+        mean, var, count, mean32, inv_std32 = self.numpy_views()
         x = x.numpy()
         if n == 1:  # one env: the batch is the sample, its variance 0
             batch_mean, batch_var = x[0].astype(np.float64), 0.0

@@ -58,7 +58,7 @@ class NumpyGaussianActor:
     def __call__(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = obs
         if self.rms is not None:
-            _, _, _, mean32, inv_std32 = self.rms._views()
+            _, _, _, mean32, inv_std32 = self.rms.numpy_views()
             x = (x - mean32) * inv_std32
             np.maximum(x, -self.rms.clip, out=x)
             np.minimum(x, self.rms.clip, out=x)
