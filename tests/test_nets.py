@@ -274,17 +274,23 @@ def test_running_mean_std_clip_frozen_and_state_dict():
         assert torch.equal(rms.state_dict()[k], other.state_dict()[k])
 
 
-def test_fast_tanh_matches_tanh_in_value_and_gradient():
-    from rlblocks.nets.activations import fast_tanh
+def test_tanh_layer_matches_autograd_tanh_baddbmm_in_value_and_gradient():
+    from rlblocks.nets.activations import tanh_layer
 
     torch.manual_seed(0)
-    for shape in [(2, 3, 4), (2, 512, 64)]:  # below and above the size where the sigmoid path is taken
-        x = (torch.randn(shape) * 4).requires_grad_()
-        g = torch.randn(shape)
-        y_fast, y_ref = fast_tanh(x), torch.tanh(x)
+    # below and above the size where the fused sigmoid path is taken; x shared (expanded) or per member
+    for rows, in_dim, expand in [(3, 4, True), (512, 17, True), (512, 64, False)]:
+        obs = torch.randn(rows, in_dim) * 3
+        x = obs.expand(2, rows, in_dim) if expand else torch.randn(2, rows, in_dim, requires_grad=True)
+        w = (torch.randn(2, in_dim, 64) / in_dim ** 0.5).requires_grad_()
+        b = torch.randn(2, 1, 64).requires_grad_()
+        g = torch.randn(2, rows, 64)
+        inputs = [w, b] if expand else [x, w, b]
+        y_fast, y_ref = tanh_layer(x, w, b), torch.tanh(torch.baddbmm(b, x, w))
         torch.testing.assert_close(y_fast, y_ref, rtol=0, atol=5e-7)
-        (gx_fast,) = torch.autograd.grad(y_fast, x, g)
-        (gx_ref,) = torch.autograd.grad(y_ref, x, g)
-        torch.testing.assert_close(gx_fast, gx_ref, rtol=0, atol=5e-6)
-    assert fast_tanh(torch.full((2, 512, 64), 50.0)).eq(1.0).all()  # saturates exactly, no overflow
-    assert fast_tanh(torch.full((2, 512, 64), -50.0)).eq(-1.0).all()
+        for got, want in zip(torch.autograd.grad(y_fast, inputs, g), torch.autograd.grad(y_ref, inputs, g)):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)  # sums over 512 rows of ~1e-7 differences
+    big = torch.full((2, 512, 64), 50.0)
+    eye = torch.eye(64).expand(2, 64, 64)
+    assert tanh_layer(big, eye, torch.zeros(2, 1, 64)).eq(1.0).all()  # saturates exactly, no overflow
+    assert tanh_layer(-big, eye, torch.zeros(2, 1, 64)).eq(-1.0).all()

@@ -71,6 +71,57 @@ def test_gaussian_head_matches_torch_distributions_and_init():
     assert torch.equal(head.mode(f), head(f))
 
 
+def test_gaussian_log_prob_gradients_match_autograd():
+    from rlblocks.nets.distributions import gaussian_log_prob
+
+    torch.manual_seed(0)
+    mean = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)
+    log_std = torch.tensor([-0.5, 0.1, 0.8], dtype=torch.float64, requires_grad=True)
+    action = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(gaussian_log_prob, (mean, log_std, action))
+    ref = torch.distributions.Normal(mean, log_std.exp()).log_prob(action).sum(-1)
+    torch.testing.assert_close(gaussian_log_prob(mean, log_std, action), ref)
+
+
+def _clipped_ppo_loss_autograd(log_prob, value, old_log_prob, old_value, adv, ret, clip, vf_coef, clip_value):
+    """Eq. 7 and ppo2's clipped value loss written with autograd, the reference for the fused node."""
+    ratio = (log_prob - old_log_prob).exp()
+    policy_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1.0 - clip, 1.0 + clip)).mean()
+    value_loss = (value - ret).square()
+    if clip_value:
+        v_clipped = old_value + (value - old_value).clamp(-clip, clip)
+        value_loss = torch.max(value_loss, (v_clipped - ret).square())
+    value_loss = 0.5 * value_loss.mean()
+    return policy_loss + vf_coef * value_loss, policy_loss, value_loss
+
+
+@pytest.mark.parametrize("clip_value", [True, False])
+def test_clipped_ppo_loss_matches_autograd_in_value_and_gradient(clip_value):
+    from rlblocks.algos.ppo_loss import clipped_ppo_loss
+
+    torch.manual_seed(0)
+    n = 4000
+    old_log_prob, old_value = torch.randn(n), torch.randn(n)
+    # ratios and value changes on both sides of the clip range, advantages of both signs
+    log_prob = (old_log_prob + 0.4 * torch.randn(n)).requires_grad_()
+    value = (old_value + 0.4 * torch.randn(n)).requires_grad_()
+    adv, ret = torch.randn(n), old_value + torch.randn(n)
+    args = (old_log_prob, old_value, adv, ret, 0.2, 0.5, clip_value)
+    loss, policy_loss, value_loss, log_ratio = clipped_ppo_loss(log_prob, value, *args)
+    ref_loss, ref_policy, ref_value = _clipped_ppo_loss_autograd(log_prob, value, *args)
+    ratio = log_ratio.exp()
+    assert ((ratio > 1.2) & (adv > 0)).any() and ((ratio < 0.8) & (adv < 0)).any()  # both clip branches bind
+    if clip_value:
+        assert ((value - old_value).abs() > 0.2).float().mean() > 0.3
+    torch.testing.assert_close(torch.stack([loss, policy_loss, value_loss]), torch.stack([ref_loss, ref_policy, ref_value]))
+    torch.testing.assert_close(log_ratio, (log_prob - old_log_prob).detach())
+    grads = torch.autograd.grad(3.0 * loss, (log_prob, value))
+    ref_grads = torch.autograd.grad(3.0 * ref_loss, (log_prob, value))
+    for got, want in zip(grads, ref_grads):
+        assert got.abs().sum() > 0
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-9)
+
+
 def test_categorical_head_matches_torch_distributions():
     torch.manual_seed(0)
     head = CategoricalHead(8, 4)

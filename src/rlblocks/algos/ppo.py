@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rlblocks.algos.ppo_loss import clipped_ppo_loss
 from rlblocks.buffers.rollout import RolloutBuffer
 from rlblocks.components.normalizer import ObsNormalizer
 from rlblocks.components.return_normalizer import ReturnNormalizer
@@ -32,7 +33,7 @@ from rlblocks.config import BaseConfig, param
 from rlblocks.errors import ConfigError, RLBlocksError
 from rlblocks.metrics import MetricSums
 from rlblocks.module import Module
-from rlblocks.nets.activations import fast_tanh
+from rlblocks.nets.activations import relu_layer, tanh_layer
 from rlblocks.nets.distributions import CategoricalHead, DiagGaussianHead, orthogonal_init
 from rlblocks.nets.ensemble import EnsembleLinear
 from rlblocks.nets.flat import FlatParameters
@@ -101,7 +102,7 @@ class ActorCritic(nn.Module):
         dims = [obs_dim, *hidden_sizes]
         self.trunk = nn.ModuleList(_trunk_layer(self.n_trunks, a, b) for a, b in itertools.pairwise(dims))
         self.activation_name = activation
-        self.activation = fast_tanh if activation == "tanh" else torch.relu
+        self.hidden_layer = tanh_layer if activation == "tanh" else relu_layer
         head = CategoricalHead if discrete else DiagGaussianHead
         self.pi_head = head(self.feature_dim, act_dim)  # output init scale 0.01
         self.v_head = orthogonal_init(nn.Linear(self.feature_dim, 1), 1.0)
@@ -110,7 +111,7 @@ class ActorCritic(nn.Module):
         """``(actor features, critic features)``, each ``[B, feature_dim]``."""
         x = obs.expand(self.n_trunks, *obs.shape)
         for layer in self.trunk:  # the op itself: a module call costs as much as the matmul here
-            x = self.activation(torch.baddbmm(layer.bias, x, layer.weight))
+            x = self.hidden_layer(x, layer.weight, layer.bias)
         return x[0], x[-1]
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
@@ -207,12 +208,12 @@ class Rollout(Module):
         if "return_normalizer" in agent.modules:
             reward = agent.return_normalizer.scale(reward)
         truncated = exp["truncated"]
-        any_truncated = bool(truncated.any())
+        any_truncated = bool(truncated.numpy().any())  # exp holds CPU tensors; NumPy's any is half torch's cost
         next_obs = None
         if buf.next_obs is not None or any_truncated:
             # Normalised with the statistics of this step, as the observations the policy saw.
             next_obs = agent.normalizer(exp["next_obs"].to(buf.device))
-        buf.add(obs, action, reward.to(buf.device), exp["terminated"].to(buf.device), truncated.to(buf.device),
+        buf.add(obs, action, reward, exp["terminated"], truncated,  # add() copies across devices
                 final_obs=next_obs if any_truncated else None, next_obs=next_obs)
 
     def save(self, path) -> None:
@@ -295,29 +296,16 @@ class PPO(Module):
         log_ratios = torch.empty(n, buf.size // cfg.n_minibatches, device=buf.device)
         k = 0
         for _ in range(cfg.n_epochs):
-            for b in buf.minibatches(cfg.n_minibatches):
+            for b in buf.minibatches(cfg.n_minibatches, normalize_advantage=cfg.normalize_advantage):
                 log_prob, entropy, value, v_features = net.evaluate(b.obs, b.action)
-                adv = b.advantage
-                if cfg.normalize_advantage:
-                    adv = (adv - adv.mean()) / (adv.std(unbiased=False) + 1e-8)
 
-                # Eq. 6-7: r_t = pi(a|s) / pi_old(a|s);  L^CLIP = E[min(r_t A_t, clip(r_t, 1±eps) A_t)]
-                log_ratio = log_prob - b.log_prob
-                ratio = log_ratio.exp()
-                policy_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1.0 - clip, 1.0 + clip)).mean()
-
-                # Eq. 9's L^VF = (V(s) - V_targ)^2 with V_targ the GAE return, clipped as in ppo2:
-                # the new value may move at most eps from the old one before the loss stops it.
-                value_loss = (value - b.ret).square()
-                if cfg.clip_value_loss:
-                    v_clipped = b.value + (value - b.value).clamp(-clip, clip)
-                    value_loss = torch.max(value_loss, (v_clipped - b.ret).square())
-                value_loss = 0.5 * value_loss.mean()
+                # Eq. 9 (as a loss to minimise): -L^CLIP (Eq. 7, r_t = pi(a|s) / pi_old(a|s)) + c1 L^VF,
+                # L^VF = (V(s) - V_targ)^2 with V_targ the GAE return, clipped as in ppo2: the new value
+                # may move at most eps from the old one before the loss stops it. One autograd node.
+                loss, policy_loss, value_loss, log_ratio = clipped_ppo_loss(
+                    log_prob, value, b.log_prob, b.value, b.advantage, b.ret, clip, cfg.vf_coef, cfg.clip_value_loss)
                 entropy = entropy.mean()
-
-                # Eq. 9 (as a loss to minimise): -L^CLIP + c1 L^VF - c2 S[pi]; plus auxiliary terms.
-                loss = policy_loss + cfg.vf_coef * value_loss
-                if cfg.ent_coef:  # baselines' MuJoCo default is 0: no entropy graph to differentiate
+                if cfg.ent_coef:  # - c2 S[pi]; baselines' MuJoCo default is 0: no entropy graph to differentiate
                     loss = loss - cfg.ent_coef * entropy
                 if self.aux is not None:
                     loss = loss + self.aux.loss(b, v_features)

@@ -107,6 +107,8 @@ class RolloutBuffer:
         self.advantage = torch.zeros(shape, **kw)
         self.ret = torch.zeros(shape, **kw)
         self.pos = 0
+        # On CPU, add() writes through NumPy views: a row write is ~1 µs there, ~6 µs as torch select + copy_.
+        self._views = {f: getattr(self, f).numpy() for f in self.fields} if self.device.type == "cpu" else None
 
     @property
     def full(self) -> bool:
@@ -127,15 +129,17 @@ class RolloutBuffer:
         ``final_obs`` (rows read only where ``truncated``) is needed when any env was truncated.
         """
         p = self.pos
-        self.obs[p].copy_(obs)
-        self.action[p].copy_(action)
-        self.reward[p].copy_(reward)
-        self.terminated[p].copy_(terminated)
-        self.truncated[p].copy_(truncated)
+        row = {"obs": obs, "action": action, "reward": reward, "terminated": terminated, "truncated": truncated}
         if final_obs is not None:
-            self.final_obs[p].copy_(final_obs)
+            row["final_obs"] = final_obs
         if self.next_obs is not None:
-            self.next_obs[p].copy_(next_obs)
+            row["next_obs"] = next_obs
+        views = self._views
+        for name, value in row.items():
+            if views is not None and value.device.type == "cpu":
+                views[name][p] = value.numpy()
+            else:
+                getattr(self, name)[p].copy_(value)
         self.pos = p + 1
 
     def reset(self) -> None:
@@ -148,18 +152,31 @@ class RolloutBuffer:
         self.advantage.copy_(adv)
         self.ret.copy_(ret)
 
-    def minibatches(self, n_minibatches: int) -> Iterator[RolloutBatch]:
+    def minibatches(self, n_minibatches: int, normalize_advantage: bool = False) -> Iterator[RolloutBatch]:
         """One epoch: a random permutation (torch's RNG) cut into ``n_minibatches`` equal parts.
 
-        The four scalar fields are stacked as rows of one ``[4, size]`` tensor, so a minibatch
-        takes three gathers (obs, action, scalars) instead of six, and each scalar field stays a
-        contiguous row: gathers are a tenth of a small-network minibatch step on CPU.
+        The epoch is gathered at once (three ``index_select`` calls: observations, actions, and the
+        four scalar fields stacked as rows of one ``[4, size]`` tensor) and the minibatches are views
+        of it: per-minibatch gathers were a tenth of a small-network minibatch step on CPU, nearly
+        all of it per-call overhead.
+
+        ``normalize_advantage``: each minibatch's advantages are standardised over that minibatch,
+        ``(A - mean) / (std + 1e-8)`` (baselines ``ppo2``), for all minibatches in one pass.
+        Raises ``ValueError`` if ``n_minibatches`` does not divide the rollout size.
         """
-        obs, action = self.flat("obs"), self.flat("action")
+        if self.size % n_minibatches:
+            raise ValueError(f"{n_minibatches} minibatches do not divide the rollout size {self.size}")
+        n, b = n_minibatches, self.size // n_minibatches
+        perm = torch.randperm(self.size, device=self.device)
+        obs = self.flat("obs").index_select(0, perm).view(n, b, *self.obs.shape[2:])
+        action = self.flat("action").index_select(0, perm).view(n, b, *self.action.shape[2:])
         scalars = torch.stack([self.flat(f) for f in ("log_prob", "value", "advantage", "ret")])
-        for idx in torch.randperm(self.size, device=self.device).chunk(n_minibatches):
-            log_prob, value, adv, ret = scalars.index_select(1, idx)  # index_select: half of [idx]'s cost
-            yield RolloutBatch(obs.index_select(0, idx), action.index_select(0, idx), log_prob, value, adv, ret, idx)
+        log_prob, value, adv, ret = scalars.index_select(1, perm).view(4, n, b)
+        if normalize_advantage:
+            adv = (adv - adv.mean(1, keepdim=True)) / (adv.std(1, unbiased=False, keepdim=True) + 1e-8)
+        index = perm.view(n, b)
+        for k in range(n):
+            yield RolloutBatch(obs[k], action[k], log_prob[k], value[k], adv[k], ret[k], index[k])
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> None:

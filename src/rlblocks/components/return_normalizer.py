@@ -45,8 +45,9 @@ class ReturnNormalizer(Module):
         ret *= self.gamma
         ret += exp["reward"].numpy()
         self._update(ret)
-        ret[exp["terminated"].numpy()] = 0.0
-        ret[exp["truncated"].numpy()] = 0.0
+        ended = exp["terminated"].numpy() | exp["truncated"].numpy()
+        if ended.any():  # rare; a masked write costs more than this test
+            ret[ended] = 0.0
 
     def _update(self, x: np.ndarray) -> None:
         """Chan et al. parallel mean/variance update with a batch ``x`` (as ``RunningMeanStd``)."""

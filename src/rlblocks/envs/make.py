@@ -102,7 +102,7 @@ class KeepInfoKeys(gym.Wrapper):
 
 
 def make_vec_env(env_id: str, num_envs: int, mode: str = "sync", render_mode: str | None = None,
-                 info_keys: tuple[str, ...] | None = None) -> gym.vector.VectorEnv:
+                 info_keys: tuple[str, ...] | None = None, copy: bool = True) -> gym.vector.VectorEnv:
     """A gymnasium vector env with ``SAME_STEP`` autoreset.
 
     With ``SAME_STEP``, a step that ends an episode returns the first observation of the next
@@ -110,7 +110,8 @@ def make_vec_env(env_id: str, num_envs: int, mode: str = "sync", render_mode: st
     so every stored transition is a real one and no step is spent on a reset.
     Seeding is done by the caller through ``reset(seed=s)``: env ``i`` gets seed ``s + i``.
     ``info_keys`` (``None``: all) limits the envs' own info keys passed on (see :class:`KeepInfoKeys`);
-    ``final_obs`` is the vector env's and always present.
+    ``final_obs`` is the vector env's and always present. ``copy=False`` returns the vector env's
+    own observation array, overwritten by the next step (for callers that convert it at once).
     """
     check_env_id(env_id)
     make_env(env_id, 0).close()  # surface dependency errors here, not inside a worker process
@@ -121,4 +122,4 @@ def make_vec_env(env_id: str, num_envs: int, mode: str = "sync", render_mode: st
 
     fns = [lambda i=i: make(i) for i in range(num_envs)]
     cls = gym.vector.AsyncVectorEnv if mode == "async" else gym.vector.SyncVectorEnv
-    return cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+    return cls(fns, autoreset_mode=AutoresetMode.SAME_STEP, copy=copy)

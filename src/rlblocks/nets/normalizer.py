@@ -49,36 +49,46 @@ class RunningMeanStd(nn.Module):
             self._numpy = tuple(b[k].numpy() for k in ("mean", "var", "count", "_mean32", "_inv_std32"))
         return self._numpy
 
-    @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
         """Fold a batch ``[B, *shape]`` into the statistics (no-op when frozen)."""
         if self.frozen:
             return
         n = x.shape[0]
-        if self.mean.device.type != "cpu":
-            x = x.to(self.mean.device, torch.float64)
-            self._combine(x.mean(0), x.var(0, unbiased=False), n, self.mean, self.var, self.count)
-            self._refresh()
+        if self._numpy is None and self.mean.device.type != "cpu":
+            with torch.no_grad():
+                x = x.to(self.mean.device, torch.float64)
+                self._combine(x.mean(0), x.var(0, unbiased=False), n, self.mean, self.var, self.count)
+                self._refresh()
             return
+        # CPU: NumPy on views of the buffers, written as reductions and in-place ufuncs because at
+        # [8, 17] each call is overhead (np.mean/np.var cost 3x add.reduce, the torch path 5x this).
         mean, var, count, mean32, inv_std32 = self.numpy_views()
         x = x.numpy()
-        if n == 1:  # one env: the batch is the sample, its variance 0
-            batch_mean, batch_var = x[0].astype(np.float64), 0.0
-        else:
-            batch_mean = x.mean(0, dtype=np.float64)
-            batch_var = np.square(x - batch_mean).mean(0)
-        self._combine(batch_mean, batch_var, n, mean, var, count)
-        mean32[...] = mean
-        np.reciprocal(np.sqrt(var + self.eps), out=inv_std32, casting="same_kind")
-
-    @staticmethod
-    def _combine(batch_mean, batch_var, n, mean, var, count) -> None:
-        """Chan et al.'s parallel update, in place on ``mean``, ``var``, ``count`` (NumPy or torch)."""
-        delta = batch_mean - mean
-        total = count + n
-        var[...] = (var * count + batch_var * n + delta * delta * (count * n / total)) / total
-        mean += delta * (n / total)
+        batch_mean = np.add.reduce(x, 0, dtype=np.float64)
+        batch_mean /= n
+        d = x - batch_mean
+        d *= d
+        batch_var = np.add.reduce(d, 0)
+        batch_var /= n
+        # _combine's formula, in place with a Python-float count (same operations, same rounding).
+        c = float(count)
+        total = c + n
+        delta = batch_mean
+        delta -= mean
+        var *= c
+        batch_var *= n
+        var += batch_var
+        batch_var = np.multiply(delta, delta, out=batch_var)
+        batch_var *= c * n / total
+        var += batch_var
+        var /= total
+        delta *= n / total
+        mean += delta
         count[...] = total
+        mean32[...] = mean
+        d = var + self.eps
+        np.sqrt(d, out=d)
+        np.divide(1.0, d, out=inv_std32, casting="same_kind")
 
     @torch.no_grad()
     def _refresh(self) -> None:
