@@ -294,3 +294,21 @@ def test_tanh_layer_matches_autograd_tanh_baddbmm_in_value_and_gradient():
     eye = torch.eye(64).expand(2, 64, 64)
     assert tanh_layer(big, eye, torch.zeros(2, 1, 64)).eq(1.0).all()  # saturates exactly, no overflow
     assert tanh_layer(-big, eye, torch.zeros(2, 1, 64)).eq(-1.0).all()
+
+
+def test_running_mean_std_torch_formula_matches_numpy_path():
+    """The CPU update runs in NumPy; off CPU the same Chan update runs in torch (``_combine``).
+    CI has no GPU, so the torch formula is checked here against the NumPy path directly."""
+    from rlblocks.nets.normalizer import RunningMeanStd
+
+    torch.manual_seed(0)
+    numpy_path, torch_path = RunningMeanStd((5,)), RunningMeanStd((5,))
+    for n in [8, 8, 1, 3, 8]:
+        x = torch.randn(n, 5) * 2 + 1
+        numpy_path.update(x)
+        x64 = x.double()
+        torch_path._combine(x64.mean(0), x64.var(0, unbiased=False), n, torch_path.mean, torch_path.var, torch_path.count)
+        torch_path._refresh()
+    for name in ("mean", "var", "count", "_mean32", "_inv_std32"):
+        torch.testing.assert_close(getattr(torch_path, name), getattr(numpy_path, name))
+    assert numpy_path.count.item() == pytest.approx(28 + 1e-4)

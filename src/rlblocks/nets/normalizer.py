@@ -90,6 +90,15 @@ class RunningMeanStd(nn.Module):
         np.sqrt(d, out=d)
         np.divide(1.0, d, out=inv_std32, casting="same_kind")
 
+    @staticmethod
+    def _combine(batch_mean, batch_var, n, mean, var, count) -> None:
+        """Chan et al.'s parallel update, in place on ``mean``, ``var``, ``count`` (torch tensors, any device)."""
+        delta = batch_mean - mean
+        total = count + n
+        var.copy_((var * count + batch_var * n + delta * delta * (count * n / total)) / total)
+        mean.add_(delta * (n / total))
+        count.copy_(total)
+
     @torch.no_grad()
     def _refresh(self) -> None:
         self._mean32.copy_(self.mean)
