@@ -129,18 +129,23 @@ class RolloutBuffer:
         ``final_obs`` (rows read only where ``truncated``) is needed when any env was truncated.
         """
         p = self.pos
-        row = {"obs": obs, "action": action, "reward": reward, "terminated": terminated, "truncated": truncated}
+        self._write("obs", p, obs)
+        self._write("action", p, action)
+        self._write("reward", p, reward)
+        self._write("terminated", p, terminated)
+        self._write("truncated", p, truncated)
         if final_obs is not None:
-            row["final_obs"] = final_obs
+            self._write("final_obs", p, final_obs)
         if self.next_obs is not None:
-            row["next_obs"] = next_obs
-        views = self._views
-        for name, value in row.items():
-            if views is not None and value.device.type == "cpu":
-                views[name][p] = value.numpy()
-            else:
-                getattr(self, name)[p].copy_(value)
+            self._write("next_obs", p, next_obs)
         self.pos = p + 1
+
+    def _write(self, name: str, p: int, value: torch.Tensor) -> None:
+        """Row ``p`` of field ``name`` := ``value`` (through the NumPy view for CPU tensors, else ``copy_``)."""
+        if self._views is not None and value.device.type == "cpu":
+            self._views[name][p] = value.numpy()
+        else:
+            getattr(self, name)[p].copy_(value)
 
     def reset(self) -> None:
         self.pos = 0
