@@ -228,12 +228,14 @@ def _args(command: str, run_dir: Path) -> list[str]:
     return [command, str(run_dir), "--device", "cpu", *more]
 
 
-@pytest.mark.parametrize("damage, fragments", [
-    (_no_checkpoint, ["has no checkpoint"]),
-    (_truncate_state, ["state.pt", "corrupt"]),
-    (_garble_latest, ["latest.json is corrupt"]),
+@pytest.mark.parametrize("command, damage, fragments", [
+    # (`resume` of a run without checkpoint trains it from step 0: tests/test_run_integrity.py)
+    ("eval", _no_checkpoint, ["has no checkpoint", "rlblocks resume"]),
+    *[(command, damage, fragments) for command in ("resume", "eval") for damage, fragments in [
+        (_truncate_state, ["state.pt", "corrupt"]),
+        (_garble_latest, ["latest.json is corrupt"]),
+    ]],
 ])
-@pytest.mark.parametrize("command", ["resume", "eval"])
 def test_resume_and_eval_bad_checkpoint(command, damage, fragments, trained_run, cli, tree_state, tmp_path):
     run_dir = copy_run(trained_run, tmp_path / "run")
     damage(run_dir)

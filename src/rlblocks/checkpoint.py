@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -49,33 +50,82 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def save_checkpoint(root: Path, agent, keep_full: int = 2) -> Path:
-    """Save ``agent`` (see :meth:`rlblocks.agent.Agent.state_dict`) under ``root``; return its dir."""
+    """Save ``agent`` (see :meth:`rlblocks.agent.Agent.state_dict`) under ``root``; return its dir.
+
+    The checkpoint is written into ``.tmp-step_N-<pid>/`` and renamed to ``step_N/``; only then does
+    ``latest.json`` name it. A step that ``latest.json`` already names is not written again, and a
+    ``step_N/`` that it does not name (left by a save killed before its ``latest.json`` update) is
+    moved aside, not removed, until its replacement is in place: at every moment ``latest.json``
+    names a complete checkpoint.
+
+    Raises:
+        CheckpointError: a write failed (disk full, permissions); the temporary files are removed and
+            the previous checkpoint stays the latest.
+    """
     root.mkdir(parents=True, exist_ok=True)
-    name = f"step_{agent.env_steps:010d}"
-    final, tmp = root / name, root / f".tmp-{name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    state = agent.state_dict()
-    for mod_name, module in agent.modules.items():
-        if module.checkpoint_format == "npz":
-            module.save(tmp / f"{mod_name}.npz")
-    torch.save(state, tmp / "state.pt")
-    files = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
-    meta = {"format_version": FORMAT_VERSION, "env_steps": agent.env_steps, "files": files}
-    atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=1))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    atomic_write_text(root / "latest.json", json.dumps({"name": name}))
-    _prune(root, keep_full)
+    name = step_name(agent.env_steps)
+    final = root / name
+    previous = _latest_name(root)
+    if previous == name and final.is_dir():
+        return final  # this step is saved already: never write one step twice
+    tmp, aside = root / f".tmp-{name}-{os.getpid()}", None
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        state = agent.state_dict()
+        for mod_name, module in agent.modules.items():
+            if module.checkpoint_format == "npz":
+                module.save(tmp / f"{mod_name}.npz")
+        torch.save(state, tmp / "state.pt")
+        files = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
+        meta = {"format_version": FORMAT_VERSION, "env_steps": agent.env_steps, "files": files}
+        atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=1))
+        if final.exists():  # not the latest (checked above): a killed save's leftover
+            aside = root / f".old-{name}-{os.getpid()}"
+            os.replace(final, aside)
+        os.replace(tmp, final)
+        atomic_write_text(root / "latest.json", json.dumps({"name": name}))
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        kept = f"the previous checkpoint {root / previous} is intact" if previous else "no earlier checkpoint exists"
+        raise CheckpointError(f"writing checkpoint {final} failed ({e.strerror or e}); {kept}; free disk space "
+                              "(or fix permissions) and resume the run") from None
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+    _prune(root, name, keep_full)
     return final
 
 
-def _prune(root: Path, keep_full: int) -> None:
-    dirs = sorted(p for p in root.glob("step_*") if p.is_dir())
-    for old in dirs[:-keep_full]:
+def step_name(env_steps: int) -> str:
+    """The checkpoint directory name of ``env_steps``: ``step_0000001000``."""
+    return f"step_{env_steps:010d}"
+
+
+#: The only names ``latest.json`` may give: a ``step_*`` directory inside ``checkpoints/``.
+STEP_PATTERN = re.compile(r"^step_\d{10}$")
+
+
+def _latest_name(root: Path) -> str | None:
+    """The name ``root/latest.json`` gives, or ``None`` (missing or unreadable)."""
+    try:
+        name = json.loads((root / "latest.json").read_text())["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return name if isinstance(name, str) and STEP_PATTERN.match(name) else None
+
+
+def _prune(root: Path, current: str, keep_full: int) -> None:
+    """Drop the large arrays of checkpoints older than ``current`` but the newest ``keep_full - 1``."""
+    older = sorted(p for p in root.glob("step_*") if p.is_dir() and STEP_PATTERN.match(p.name) and p.name < current)
+    for old in older[:max(0, len(older) - (keep_full - 1))]:
         for npz in old.glob("*.npz"):
             npz.unlink()
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether ``run_dir`` has ever been checkpointed (a ``latest.json`` or any ``step_*`` directory)."""
+    root = Path(run_dir) / "checkpoints"
+    return (root / "latest.json").exists() or any(root.glob("step_*"))
 
 
 def latest_checkpoint(run_dir: Path) -> Path:
@@ -87,12 +137,20 @@ def latest_checkpoint(run_dir: Path) -> Path:
     root = Path(run_dir) / "checkpoints"
     pointer = root / "latest.json"
     if not pointer.exists():
-        raise CheckpointError(f"{run_dir} has no checkpoint (missing {pointer}); train first with `rlblocks train`")
+        steps = sorted(p.name for p in root.glob("step_*") if STEP_PATTERN.match(p.name))
+        if steps:
+            raise CheckpointError(f"{pointer} is missing but {root} holds {', '.join(steps[-2:])}; name the newest "
+                                  f'complete one in it: {{"name": "{steps[-1]}"}}')
+        raise CheckpointError(f"{run_dir} has no checkpoint yet (missing {pointer}); `rlblocks resume {run_dir}` "
+                              "trains it from step 0")
     try:
         name = json.loads(pointer.read_text())["name"]
-    except (json.JSONDecodeError, KeyError, TypeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
         raise CheckpointError(f"{pointer} is corrupt; point it at a step_* directory: "
                               '{"name": "step_..."}') from None
+    if not isinstance(name, str) or not STEP_PATTERN.match(name):
+        raise CheckpointError(f"{pointer} names {name!r}, not a step_* directory of {root}; point it at one: "
+                              '{"name": "step_0000001000"}')
     path = root / name
     if not (path / "state.pt").exists():
         raise CheckpointError(f"checkpoint {path} is missing; edit {pointer} to name an existing step_* directory")
@@ -112,6 +170,9 @@ def load_checkpoint(path: Path, verify: bool = True) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} has no readable meta.json; resume from an earlier checkpoint") from None
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {path} has format {meta.get('format_version')}, this rlblocks reads {FORMAT_VERSION}")
+    if not isinstance(files, dict) or "state.pt" not in files or not all(
+            isinstance(f, str) and isinstance(d, str) and f == Path(f).name for f, d in files.items()):
+        raise CheckpointError(f"checkpoint {path}/meta.json does not list its files; resume from an earlier checkpoint")
     if verify:
         for fname, digest in files.items():
             fpath = path / fname
@@ -135,7 +196,9 @@ def restore_agent(agent, path: Path, with_buffers: bool = True, state: dict[str,
         state = load_checkpoint(path)
     try:
         agent.load_state_dict(state)
-    except (KeyError, RuntimeError, ValueError) as e:
+    except CheckpointError:
+        raise
+    except (KeyError, RuntimeError, ValueError, TypeError, IndexError, AttributeError) as e:
         raise CheckpointError(f"checkpoint {path} does not match this agent ({type(e).__name__}: "
                               f"{str(e).splitlines()[0][:200]}); was it written with another config?") from None
     if with_buffers:

@@ -110,8 +110,26 @@ def _list() -> None:
         print()
 
 
+def _raise_interrupted(signum, frame):
+    """SIGTERM before training starts (or a second one during it): stop like Ctrl-C, unsaved."""
+    from rlblocks.errors import Interrupted
+
+    raise Interrupted(signum, saved=False)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0, 2 for a user error, 130/143 after a signal)."""
+    import signal
+
+    from rlblocks.errors import Interrupted
+
     args = _parser().parse_args(argv)
+    previous_term = None
+    if args.command in ("train", "resume", "eval"):
+        try:  # SIGTERM during start-up cleans up as Ctrl-C does (training installs its own handler)
+            previous_term = signal.signal(signal.SIGTERM, _raise_interrupted)
+        except ValueError:  # not the main thread
+            pass
     try:
         if args.command == "list":
             _list()
@@ -155,6 +173,15 @@ def main(argv: list[str] | None = None) -> int:
     except RLBlocksError as e:
         print(f"rlblocks: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # Ctrl-C / SIGTERM: training saved and said so; say it for a start-up
+        signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
+        if not (isinstance(e, Interrupted) and e.saved):
+            print(f"rlblocks: interrupted ({signal.Signals(signum).name}); nothing was saved since the last checkpoint",
+                  file=sys.stderr)
+        return 128 + signum
+    finally:
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
     return 0
 
 

@@ -174,6 +174,8 @@ def load_config_file(path: str | Path, _seen: tuple = ()) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:  # a directory, unreadable, not text
+        raise ConfigError(f"config file {path} cannot be read ({e}); pass a JSON file") from None
     except json.JSONDecodeError as e:
         raise ConfigError(f"config file {path} is not valid JSON: {e}") from None
     if not isinstance(data, dict):
@@ -181,9 +183,16 @@ def load_config_file(path: str | Path, _seen: tuple = ()) -> dict[str, Any]:
     parents = data.pop("inherits", [])
     if isinstance(parents, str):
         parents = [parents]
+    if not isinstance(parents, list) or not all(isinstance(p, str) and p for p in parents):
+        raise ConfigError(f"config file {path}: \"inherits\" is {parents!r} but must be a list of file paths, "
+                          'e.g. "inherits": ["base.json"]')
+    updates = data.pop("updates", {})
+    if not isinstance(updates, dict):
+        raise ConfigError(f"config file {path}: \"updates\" is {updates!r} but must be an object of key: value, "
+                          'e.g. "updates": {"batch_size": 512}')
     merged: dict[str, Any] = {}
     for parent in parents:
         merged.update(load_config_file(path.parent / parent, _seen + (path,)))
-    merged.update(data.pop("updates", {}))
+    merged.update(updates)
     merged.update(data)
     return merged

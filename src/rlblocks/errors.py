@@ -15,3 +15,21 @@ class ConfigError(RLBlocksError):
 
 class CheckpointError(RLBlocksError):
     """A missing, corrupt or foreign checkpoint."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training stopped on a signal (Ctrl-C = SIGINT, or SIGTERM) after saving a checkpoint.
+
+    A ``KeyboardInterrupt``, so code that does not expect it stops as on a plain Ctrl-C. The CLI
+    exits with :attr:`exit_code` (128 + signal number: 130 for SIGINT, 143 for SIGTERM).
+    """
+
+    def __init__(self, signum: int, saved: bool = True):
+        import signal
+
+        self.signum, self.saved = signum, saved
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

@@ -20,6 +20,8 @@ HOOKS = (
     "optimize",  # after every vector-env step; the module decides whether to update
     "on_episode_end",  # once per finished episode, with {"return", "length", "env"}
     "after_step",  # end of every loop iteration: evaluation, logging, checkpoints
+    "on_train_start",  # once per training session, after a resume restored the state: open outputs
+    "on_train_end",  # once the total env steps are reached and saved (not on a stop): last row, last evaluation
 )
 
 

@@ -36,6 +36,8 @@ class RunOptions:
     checkpoint_every: int = 50_000
     progress: bool = True
     tensorboard: bool = True
+    #: False for an agent that only acts (``rlblocks eval``): no replay buffer, no update module.
+    training: bool = True
 
 
 @dataclass
@@ -64,9 +66,11 @@ def _off_policy_modules(algo_cls, policy_kind: str):
             policy = GaussianPolicy(obs_dim, act_dim, cfg, device)
         else:
             policy = DeterministicPolicy(obs_dim, act_dim, cfg, cfg.num_envs, device)
+        normalizer = ObsNormalizer(obs_shape, cfg.normalize_obs, cfg.obs_clip).to(device)
+        if not opts.training:  # acting only: no replay buffer to allocate, no critic, no update
+            return [env, normalizer, policy] + _service_modules(env_id, cfg, seed, opts)
         buffer = ReplayBuffer(cfg.buffer_size, cfg.num_envs, obs_shape, act_dim, cfg.gamma, cfg.n_step, device)
-        modules = [env, ObsNormalizer(obs_shape, cfg.normalize_obs, cfg.obs_clip).to(device), Replay(buffer),
-                   policy, Critic(obs_dim, act_dim, cfg, device), algo_cls(cfg)]
+        modules = [env, normalizer, Replay(buffer), policy, Critic(obs_dim, act_dim, cfg, device), algo_cls(cfg)]
         return modules + _service_modules(env_id, cfg, seed, opts)
 
     return build
@@ -76,7 +80,7 @@ def _service_modules(env_id: str, cfg: BaseConfig, seed: int, opts: RunOptions) 
     modules = [Evaluator(opts.run_dir, env_id, opts.eval_every, cfg.eval_episodes, seed + 10_000),
                Logger(opts.run_dir, cfg.log_every, opts.total_steps, opts.progress, opts.tensorboard)]
     if opts.run_dir is not None:
-        modules.append(Checkpointer(opts.run_dir, opts.checkpoint_every))
+        modules.append(Checkpointer(opts.run_dir, opts.checkpoint_every, opts.total_steps))
     return modules
 
 

@@ -1,13 +1,21 @@
 """Runs: resolve a config, create or reopen a run directory, train, resume and evaluate.
 
 A run directory holds ``config.json`` (algo, env, seed, resolved hyperparameters, run options),
-``progress.csv``, ``eval.csv``, ``tb/`` (TensorBoard) and ``checkpoints/``. Every check that can
-fail on user input happens before the first env step.
+``progress.csv``, ``eval.csv``, ``tb/`` (TensorBoard), ``checkpoints/`` and ``.lock``.
+
+Guarantees (tested in ``tests/test_run_integrity.py``):
+
+* every check that can fail on user input (ids, spaces, hyperparameters, seed, memory) happens
+  before the run directory is created; a start-up that fails or is interrupted removes what it made;
+* one process at a time trains or resumes a run (:class:`rlblocks.rundir.RunLock`), and it first
+  removes the temporaries of killed writers;
+* Ctrl-C (SIGINT) and SIGTERM finish the current step, save a checkpoint and raise
+  :class:`rlblocks.errors.Interrupted` (the CLI exits 130 / 143);
+* rows logged after the checkpoint a run resumes from are dropped only once training continues.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import signal
@@ -19,11 +27,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlblocks.checkpoint import atomic_write_text, latest_checkpoint, load_checkpoint, restore_agent
+from rlblocks.checkpoint import atomic_write_text, has_checkpoint, latest_checkpoint, load_checkpoint, restore_agent
 from rlblocks.config import BaseConfig, load_config_file
 from rlblocks.envs import check_env_id, make_env
-from rlblocks.errors import CheckpointError, ConfigError, RLBlocksError
+from rlblocks.errors import ConfigError, Interrupted, RLBlocksError
+from rlblocks.load import LoadSource, check_load_source, load_weights  # noqa: F401 - re-exported
+from rlblocks.memory import check_memory
 from rlblocks.registry import AlgoSpec, RunOptions, build_agent, check_action_space, get_algo
+from rlblocks.rundir import RunLock, clear_run, read_record, remove_orphans
 
 
 def resolve_device(name: str) -> torch.device:
@@ -57,23 +68,47 @@ def default_run_dir(algo: str, env_id: str, cfg: BaseConfig, seed: int, root: st
     return Path(root) / algo / env_id / f"{cfg.short_hash()}-seed{seed}"
 
 
-def read_run(run_dir: Path) -> dict[str, Any]:
-    """Load ``config.json``. Raises :class:`RLBlocksError` if the directory is not a run."""
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
-        raise RLBlocksError(f"{run_dir} is not a run directory (no config.json); pass the directory `rlblocks train` created")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise RLBlocksError(f"{path} is corrupt ({e}); restore it from the checkpoint or start a new run") from None
+#: Seeds are used as ``seed + i`` for env ``i`` and ``seed + 10_000`` / ``+ 20_000`` for evaluation.
+MAX_SEED = 2**31 - 1
 
 
-def _probe_spaces(spec: AlgoSpec, env_id: str) -> None:
+def check_seed(seed: int) -> None:
+    """Raise :class:`ConfigError` unless ``0 <= seed <= MAX_SEED``."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"--seed {seed} must be an integer from 0 to {MAX_SEED}")
+
+
+def check_env_fits(spec: AlgoSpec, env_id: str, cfg: BaseConfig) -> None:
+    """Check, on one env made for the purpose, that ``spec`` can act in it (action space), read its
+    observations (a flat Box vector) and that the replay buffer and networks fit in memory.
+
+    Raises:
+        RLBlocksError: naming the space or the key (``buffer_size``, ``hidden_sizes``) and the fix.
+    """
+    import gymnasium as gym
+
     env = make_env(env_id)
     try:
         check_action_space(spec, env_id, env.action_space)
+        obs_space, act_space = env.observation_space, env.action_space
     finally:
         env.close()
+    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+        raise RLBlocksError(f"{env_id} has {obs_space} observations but {spec.name} needs a flat Box vector; "
+                            "use an env with vector observations (dict/goal observations are not supported yet)")
+    act_dim = int(act_space.n) if isinstance(act_space, gym.spaces.Discrete) else int(np.prod(act_space.shape))
+    check_memory(cfg, int(obs_space.shape[0]), act_dim)
+
+
+def _build(spec: AlgoSpec, env_id: str, cfg: BaseConfig, seed: int, device: torch.device, opts: RunOptions):
+    """:func:`build_agent`, with an allocation failure turned into one line."""
+    try:
+        return build_agent(spec, env_id, cfg, seed, device, opts)
+    except RuntimeError as e:
+        if "alloc" not in str(e).lower():
+            raise
+        raise ConfigError(f"allocating the agent failed ({str(e).splitlines()[0][:160]}); lower buffer_size or "
+                          "hidden_sizes") from None
 
 
 def train(algo: str, env_id: str, *, steps: int, seed: int = 0, run_dir: str | None = None,
@@ -82,15 +117,19 @@ def train(algo: str, env_id: str, *, steps: int, seed: int = 0, run_dir: str | N
           resume: bool = False, overwrite: bool = False, progress: bool = True, load: str | None = None) -> Path:
     """Train ``algo`` on ``env_id`` until ``steps`` env steps; returns the run directory.
 
-    ``load`` (a run directory) starts the new run from that run's trained weights: see
-    :func:`load_weights`. Only the networks and the normaliser are taken; optimizers, replay,
-    counters and RNG start fresh (so ``learning_starts`` random steps happen again unless set to 0).
+    ``resume`` continues the run already in ``run_dir`` (from step 0 if it has no checkpoint yet);
+    it must have been made with the same algo, env, seed and hyperparameters. ``overwrite`` replaces
+    it. ``load`` (a run directory) starts the new run from that run's trained weights: see
+    :func:`rlblocks.load.load_weights`. Only the networks and the normaliser are taken; optimizers,
+    replay, counters and RNG start fresh (so ``learning_starts`` random steps happen again).
 
     Raises:
-        RLBlocksError: unknown algo/env, incompatible spaces, invalid config, an occupied
-            ``run_dir`` without ``resume``/``overwrite``, or a ``load`` run of another algorithm,
-            other observation/action shapes or other network sizes. Raised before training starts
-            (for a network-size mismatch the new ``config.json`` is removed again).
+        RLBlocksError: unknown algo/env, incompatible spaces, invalid config or seed, too little
+            memory, an occupied ``run_dir`` without ``resume``/``overwrite``, a ``resume`` with other
+            settings, a run directory in use by another process, or a ``load`` run of another
+            algorithm, other observation/action shapes or other network sizes. Raised before
+            training starts; a new run directory is removed again.
+        Interrupted: training stopped on SIGINT/SIGTERM after saving a checkpoint.
     """
     spec = get_algo(algo)
     check_env_id(env_id)
@@ -100,8 +139,9 @@ def train(algo: str, env_id: str, *, steps: int, seed: int = 0, run_dir: str | N
     for flag, value in (("--eval-every", eval_every), ("--checkpoint-every", checkpoint_every)):
         if value < 0:
             raise ConfigError(f"{flag} {value} must be >= 0 (0 turns it off)")
+    check_seed(seed)
     dev = resolve_device(device)
-    _probe_spaces(spec, env_id)
+    check_env_fits(spec, env_id, cfg)
     path = Path(run_dir) if run_dir else default_run_dir(algo, env_id, cfg, seed)
     source = None
     if load is not None:
@@ -111,211 +151,155 @@ def train(algo: str, env_id: str, *, steps: int, seed: int = 0, run_dir: str | N
         if path.resolve() == Path(load).resolve():
             raise RLBlocksError(f"--load {load} is the run directory of the new run; pass another --run-dir")
         source = check_load_source(load, spec, env_id)
-    if (path / "config.json").exists():
-        if resume:
-            return resume_run(path, steps, device=device, progress=progress)
-        if not overwrite:
-            raise RLBlocksError(f"{path} already holds a run; add --resume to continue it or --overwrite to replace it")
-        shutil.rmtree(path)
-    created = not path.exists()
-    path.mkdir(parents=True, exist_ok=True)
     record = {"algo": algo, "env_id": env_id, "seed": seed, "config": cfg.to_dict(),
               "options": {"steps": steps, "eval_every": eval_every, "checkpoint_every": checkpoint_every}}
     if source is not None:
         record["options"]["loaded_from"] = str(source.checkpoint)
-    atomic_write_text(path / "config.json", json.dumps(record, indent=2))
-    opts = RunOptions(path, steps, eval_every, checkpoint_every, progress)
-    agent = build_agent(spec, env_id, cfg, seed, dev, opts)
-    if source is not None:
+
+    new_root = _first_missing(path)  # the top directory this call creates, removed again on failure
+    if path.exists() and not path.is_dir():
+        raise RLBlocksError(f"--run-dir {path} is a file; pass a directory")
+    path.mkdir(parents=True, exist_ok=True)
+    with RunLock(path):
+        remove_orphans(path)
+        if (path / "config.json").exists():
+            if resume:
+                _check_same_run(path, record, spec)
+                return _resume_locked(path, steps, device, progress)
+            if not overwrite:
+                raise RLBlocksError(f"{path} already holds a run; add --resume to continue it or --overwrite to "
+                                    "replace it")
+            clear_run(path)
+        opts = RunOptions(path, steps, eval_every, checkpoint_every, progress)
+        agent = None
         try:
-            names = load_weights(agent, source)
-        except RLBlocksError:
-            _close(agent)  # leave no half-made run behind: the user fixes the flags and runs again
-            (path / "config.json").unlink(missing_ok=True)
-            if created:
-                shutil.rmtree(path, ignore_errors=True)
+            atomic_write_text(path / "config.json", json.dumps(record, indent=2))
+            agent = _build(spec, env_id, cfg, seed, dev, opts)
+            if source is not None:
+                names = load_weights(agent, source)
+                print(f"loaded {', '.join(names)} from {source.checkpoint}")
+        except BaseException:  # an error or Ctrl-C during start-up: leave no half-made run behind
+            if agent is not None:
+                _close(agent)
+            if new_root is not None:
+                shutil.rmtree(new_root, ignore_errors=True)
+            else:
+                (path / "config.json").unlink(missing_ok=True)
             raise
-        print(f"loaded {', '.join(names)} from {source.checkpoint}")
-    _loop(agent, steps)
+        _loop(agent, steps)
     return path
 
 
-# ----------------------------------------------------------------------------- --load
-#: Modules whose state ``--load`` copies when the agent has them: the trained networks (with their
-#: target copies), auxiliary critic heads (MERL) and the observation / return statistics the
-#: networks were trained with. Optimizers (``algo``), replay/rollout, counters and RNG are not copied.
-LOADABLE_MODULES = ("policy", "critic", "aux", "normalizer", "return_normalizer")
-#: Entries of a loadable module's state that are run-time state, not weights: exploration-noise
-#: processes and per-env running returns (their shapes follow num_envs).
-_NOT_WEIGHTS = frozenset({"noise", "ret"})
+def _first_missing(path: Path) -> Path | None:
+    """The outermost ancestor of ``path`` (or ``path``) that does not exist yet; ``None`` if it exists."""
+    missing = None
+    for p in (path, *path.parents):
+        if p.exists():
+            break
+        missing = p
+    return missing
 
 
-@dataclasses.dataclass
-class LoadSource:
-    """A checked ``--load`` run: its directory, ``config.json`` record, checkpoint dir and state."""
-
-    run_dir: Path
-    record: dict[str, Any]
-    checkpoint: Path
-    state: dict[str, Any]
-
-
-def _space_shapes(env_id: str) -> tuple[tuple, tuple]:
-    """``(observation shape, action shape)`` of an env; a Discrete action space gives ``("n", n)``."""
-    import gymnasium as gym
-
-    env = make_env(env_id)
-    try:
-        act = env.action_space
-        act_shape = ("n", int(act.n)) if isinstance(act, gym.spaces.Discrete) else tuple(act.shape or ())
-        return tuple(env.observation_space.shape or ()), act_shape
-    finally:
-        env.close()
-
-
-def check_load_source(load_dir: str | Path, spec: AlgoSpec, env_id: str) -> LoadSource:
-    """Check that the run in ``load_dir`` can seed a new ``spec.name`` run on ``env_id``.
-
-    Reads (and verifies) its latest checkpoint. Nothing is written.
-
-    Raises:
-        RLBlocksError: not a run, no or a corrupt checkpoint, another algorithm, or an env whose
-            observation or action shape differs from ``env_id``'s.
-    """
-    load_dir = Path(load_dir)
-    if not load_dir.is_dir():
-        raise RLBlocksError(f"--load {load_dir} does not exist; pass a run directory made by `rlblocks train`")
-    record = read_run(load_dir)
-    src_algo = record.get("algo")
-    if src_algo != spec.name:
-        raise RLBlocksError(f"--load {load_dir} is a {src_algo} run but --algo is {spec.name}; load a "
-                            f"{spec.name} run or train with --algo {src_algo}")
-    checkpoint = latest_checkpoint(load_dir)
-    state = load_checkpoint(checkpoint)
-    src_env = str(record.get("env_id"))
-    if src_env != env_id:
-        (src_obs, src_act), (obs, act) = _space_shapes(src_env), _space_shapes(env_id)
-        if (src_obs, src_act) != (obs, act):
-            raise RLBlocksError(f"--load {load_dir} was trained on {src_env} (observation shape {src_obs}, action "
-                                f"shape {src_act}) but {env_id} has observation shape {obs}, action shape {act}; "
-                                "load a run trained on an env with the same spaces")
-    return LoadSource(load_dir, record, checkpoint, state)
-
-
-def _tensor_leaves(value: Any, prefix: str):
-    if isinstance(value, torch.Tensor):
-        yield prefix, value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from _tensor_leaves(v, f"{prefix}.{k}")
-
-
-def load_weights(agent, source: LoadSource) -> list[str]:
-    """Copy the :data:`LOADABLE_MODULES` states of ``source``'s checkpoint into ``agent``.
-
-    Weights are copied in place (optimizers keep pointing at the same parameters). Entries that
-    are not weights (exploration noise) keep the new agent's values. Returns the module names.
-
-    Raises:
-        CheckpointError: the checkpoint lacks a module or a tensor the agent has, or a tensor's
-            shape differs (other network sizes); the message names the differing config keys.
-    """
-    saved = source.state.get("modules", {})
-    where = f"--load {source.run_dir}"
-    loaded = []
-    for name in LOADABLE_MODULES:
-        if name not in agent.modules:
-            continue
-        module = agent.modules[name]
-        current = module.state_dict()
-        src = saved.get(name)
-        if not isinstance(src, dict):
-            raise CheckpointError(f"{where}: its checkpoint {source.checkpoint} has no {name!r} state")
-        merged = {}
-        for key, value in current.items():
-            if key in _NOT_WEIGHTS:
-                merged[key] = value
-            elif key not in src:
-                raise CheckpointError(f"{where}: its checkpoint {source.checkpoint} has no {name}.{key}")
-            else:
-                merged[key] = src[key]
-        mine = dict(_tensor_leaves(current, name))
-        theirs = dict(_tensor_leaves({k: v for k, v in merged.items() if k not in _NOT_WEIGHTS}, name))
-        for leaf, tensor in mine.items():
-            other = theirs.get(leaf)
-            if leaf.split(".")[1] in _NOT_WEIGHTS:
-                continue
-            if other is None or tuple(other.shape) != tuple(tensor.shape):
-                got = "is missing" if other is None else f"has shape {tuple(other.shape)}"
-                raise CheckpointError(f"{where}: {leaf} {got} there but has shape {tuple(tensor.shape)} here"
-                                      f"{_config_diff(source.record, agent.config)}")
+def _check_same_run(path: Path, record: dict[str, Any], spec: AlgoSpec) -> None:
+    """Raise :class:`RLBlocksError` naming every difference between the run in ``path`` and the
+    ``train --resume`` request (algo, env, seed, hyperparameters)."""
+    saved = read_record(path)
+    diffs = [f"{key} ({saved[key]} in the run, {record[key]} asked)"
+             for key in ("algo", "env_id", "seed") if saved[key] != record[key]]
+    if saved["algo"] == record["algo"]:
         try:
-            module.load_state_dict(merged)
-        except (KeyError, RuntimeError, ValueError) as e:
-            raise CheckpointError(f"{where}: {name} does not fit this agent ({type(e).__name__}: "
-                                  f"{str(e).splitlines()[0][:200]})") from None
-        loaded.append(name)
-    if not loaded:
-        raise CheckpointError(f"{where}: this agent has none of the modules --load copies "
-                              f"({', '.join(LOADABLE_MODULES)}); its modules are {', '.join(agent.modules)}")
-    return loaded
+            theirs = spec.config_cls().updated(saved["config"], f"{path}/config.json").to_dict()
+        except ConfigError:
+            theirs = saved["config"]
+        diffs += [f"{k} ({_show(theirs.get(k))} in the run, {_show(v)} asked)"
+                  for k, v in record["config"].items() if theirs.get(k) != v]
+    if diffs:
+        raise RLBlocksError(f"{path} holds a run with other settings: {'; '.join(diffs)}; drop those flags to "
+                            "continue it, or pass another --run-dir (or --overwrite) to start a new run")
 
 
-def _config_diff(record: dict[str, Any], cfg: BaseConfig) -> str:
-    """``; config keys that differ: k (a there, b here); ...`` with a --set hint, or ``""``."""
-    theirs = record.get("config", {})
-    mine = cfg.to_dict()
-    shape_words = ("hidden", "layer", "num_critics", "ensemble", "rnn", "lstm", "gru", "head", "sizes")
-    keys = [k for k in mine if k in theirs and theirs[k] != mine[k] and any(w in k for w in shape_words)]
-    if not keys:
-        return ""
+def _show(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
-    def show(v):
-        return ",".join(map(str, v)) if isinstance(v, list) else str(v)
 
-    diffs = ", ".join(f"{k} ({show(theirs[k])} there, {show(mine[k])} here)" for k in keys[:4])
-    sets = " ".join(f"{k}={show(theirs[k])}" for k in keys[:4])
-    return f"; config keys that differ: {diffs}; build the new run with the same network sizes (--set {sets})"
+def _agent_from_record(run_dir: Path, record: dict[str, Any], *, for_training: bool, total: int, device: str,
+                       progress: bool):
+    """A fresh agent built from a run's ``config.json`` record (nothing restored yet)."""
+    spec = get_algo(record["algo"])
+    cfg = spec.config_cls().updated(record["config"], f"{run_dir}/config.json")
+    cfg.validate()
+    options = record["options"]
+    if for_training:
+        opts = RunOptions(run_dir, total, options["eval_every"], options["checkpoint_every"], progress)
+    else:  # acting only: no run directory outputs, no replay buffer
+        opts = RunOptions(None, total, 0, 0, False, tensorboard=False, training=False)
+    return _build(spec, record["env_id"], cfg, record["seed"], resolve_device(device), opts)
 
 
 def load_run_agent(run_dir: Path, *, for_training: bool, steps: int | None = None, device: str = "auto",
                    progress: bool = True):
-    """Rebuild a run's agent from ``config.json`` and its latest checkpoint.
+    """Rebuild a run's agent from ``config.json`` and its latest checkpoint; returns ``(agent, record)``.
+
+    ``for_training=False`` builds an agent that only acts (no replay buffer, no update modules).
 
     Raises:
-        RLBlocksError / CheckpointError: not a run, no checkpoint, corrupt checkpoint.
+        RLBlocksError / CheckpointError: not a run, a malformed ``config.json``, no checkpoint, or a
+            corrupt checkpoint or one that does not fit the run's config.
     """
     run_dir = Path(run_dir)
-    record = read_run(run_dir)
+    record = read_record(run_dir)
     ckpt = latest_checkpoint(run_dir)
     state = load_checkpoint(ckpt)  # verify hashes and readability before building anything
-    spec = get_algo(record["algo"])
-    cfg = spec.config_cls().updated(record["config"], f"{run_dir}/config.json")
-    if not for_training and hasattr(cfg, "buffer_size"):  # evaluation needs no replay capacity
-        cfg = dataclasses.replace(cfg, buffer_size=max(getattr(cfg, "batch_size", 1), cfg.num_envs))
-    cfg.validate()
-    options = record.get("options", {})
-    total = steps if steps is not None else int(options.get("steps", 0))
-    opts = RunOptions(run_dir if for_training else None, total, int(options.get("eval_every", 0)) if for_training else 0,
-                      int(options.get("checkpoint_every", 0)), progress and for_training, for_training)
-    agent = build_agent(spec, record["env_id"], cfg, int(record["seed"]), resolve_device(device), opts)
-    restore_agent(agent, ckpt, with_buffers=for_training, state=state)
+    total = steps if steps is not None else record["options"]["steps"]
+    agent = _agent_from_record(run_dir, record, for_training=for_training, total=total, device=device,
+                               progress=progress)
+    try:
+        restore_agent(agent, ckpt, with_buffers=for_training, state=state)
+    except BaseException:
+        _close(agent)
+        raise
     return agent, record
 
 
 def resume_run(run_dir: str | Path, steps: int | None = None, device: str = "auto", progress: bool = True) -> Path:
-    """Continue a run from its latest checkpoint until ``steps`` total env steps."""
-    agent, record = load_run_agent(Path(run_dir), for_training=True, steps=steps, device=device, progress=progress)
-    total = steps if steps is not None else int(record.get("options", {}).get("steps", 0))
-    if agent.env_steps >= total:
-        print(f"{run_dir} is already at {agent.env_steps} env steps (>= {total}); pass a larger --steps to train on")
-        _close(agent)
-        return Path(run_dir)
-    if steps is not None:
-        record.setdefault("options", {})["steps"] = steps
-        atomic_write_text(Path(run_dir) / "config.json", json.dumps(record, indent=2))
+    """Continue a run from its latest checkpoint (from step 0 if it has none yet) until ``steps``
+    total env steps (default: the total it was started with).
+
+    Raises:
+        RLBlocksError: as :func:`load_run_agent`, or the run is in use by another process.
+        Interrupted: training stopped on SIGINT/SIGTERM after saving a checkpoint.
+    """
+    run_dir = Path(run_dir)
+    if steps is not None and steps <= 0:
+        raise ConfigError(f"--steps {steps} must be positive")
+    read_record(run_dir)  # not a run: say so before touching the directory
+    with RunLock(run_dir):
+        remove_orphans(run_dir)
+        return _resume_locked(run_dir, steps, device, progress)
+
+
+def _resume_locked(run_dir: Path, steps: int | None, device: str, progress: bool) -> Path:
+    record = read_record(run_dir)
+    total = steps if steps is not None else record["options"]["steps"]
+    if has_checkpoint(run_dir):
+        agent, record = load_run_agent(run_dir, for_training=True, steps=total, device=device, progress=progress)
+        if agent.env_steps >= total:
+            print(f"{run_dir} is already at {agent.env_steps} env steps (>= {total}); pass a larger --steps to "
+                  "train on")
+            _close(agent)
+            return run_dir
+    else:  # stopped or killed before its first checkpoint: nothing to continue from
+        print(f"{run_dir} has no checkpoint yet: training it from step 0")
+        agent = _agent_from_record(run_dir, record, for_training=True, total=total, device=device, progress=progress)
+    if record["options"]["steps"] != total:
+        record["options"]["steps"] = total
+        try:
+            atomic_write_text(run_dir / "config.json", json.dumps(record, indent=2))
+        except BaseException:
+            _close(agent)
+            raise
     _loop(agent, total)
-    return Path(run_dir)
+    return run_dir
 
 
 def _close(agent) -> None:
@@ -325,29 +309,46 @@ def _close(agent) -> None:
 
 
 def _loop(agent, total_steps: int) -> None:
-    """Train with a Ctrl-C handler: the first Ctrl-C finishes the step, checkpoints and exits."""
-    def on_sigint(signum, frame):
-        agent.stop_requested = True
-        signal.signal(signal.SIGINT, previous)  # a second Ctrl-C aborts at once
-        print("\nCtrl-C: saving a checkpoint and stopping (press again to abort without saving)", file=sys.stderr)
+    """Train until ``total_steps`` with SIGINT/SIGTERM handlers, then save a final checkpoint.
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    agent.logger.start()
+    The first Ctrl-C or SIGTERM finishes the current step, saves and stops (then raises
+    :class:`Interrupted`); a second one aborts at once without saving (the previous checkpoint
+    stays the latest).
+    """
+    caught: list[int] = []
+
+    def on_signal(signum, frame):
+        caught.append(signum)
+        agent.stop_requested = True
+        for sig, handler in previous.items():  # a second signal aborts at once
+            signal.signal(sig, handler)
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(f"\n{name}: saving a checkpoint and stopping (press Ctrl-C again to abort without saving)",
+              file=sys.stderr)
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, on_signal)
+        except ValueError:  # not the main thread: no handlers, Ctrl-C aborts
+            pass
     try:
+        agent.call("on_train_start")
         agent.train(total_steps)
-        if "checkpointer" in agent.modules:
-            path = agent.checkpointer.save()
-            where = f"; checkpoint {path}"
-        else:
-            where = ""
+        finished = agent.env_steps >= total_steps
+        where = f"; checkpoint {agent.checkpointer.save()}" if "checkpointer" in agent.modules else ""
+        if finished:  # after the save: a run resumed to more steps drops these off-schedule rows
+            agent.call("on_train_end")  # last log row and evaluation
         recent = agent.logger.recent
         ret = f", recent return {np.mean(recent):.1f}" if recent else ""
-        state = "stopped" if agent.stop_requested else "finished"
-        agent.logger.close()
-        print(f"{state} at {agent.env_steps} env steps{ret}{where}")
+        agent.logger.close()  # the progress bar goes before the closing line
+        print(f"{'finished' if finished else 'stopped'} at {agent.env_steps} env steps{ret}{where}")
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         _close(agent)
+    if caught and not finished:
+        raise Interrupted(caught[0])
 
 
 def evaluate_run(run_dir: str | Path, episodes: int = 10, deterministic: bool = False, video: str | None = None,
@@ -361,6 +362,8 @@ def evaluate_run(run_dir: str | Path, episodes: int = 10, deterministic: bool = 
 
     if episodes <= 0:
         raise ConfigError(f"--episodes {episodes} must be positive")
+    if video is not None:
+        _check_writable(Path(video))
     agent, record = load_run_agent(Path(run_dir), for_training=False, device=device)
     try:
         eval_seed = seed if seed is not None else int(record["seed"]) + 20_000
@@ -382,8 +385,31 @@ HEADLESS_HINT = ("headless MuJoCo rendering needs MUJOCO_GL=egl with the system 
                  "libosmesa6")
 
 
+def _check_writable(video: Path) -> None:
+    """Raise :class:`RLBlocksError` unless ``video``'s directory exists or can be made, and is writable."""
+    import os
+
+    folder = video.parent
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("/"))
+    if not existing.is_dir():
+        raise RLBlocksError(f"--video {video}: {existing} is a file, so {folder} cannot be made; pass a path in a "
+                            "directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RLBlocksError(f"--video {video}: {existing} is not writable; pass a path in a writable directory")
+
+
+def _is_mujoco(env_id: str) -> bool:
+    import gymnasium as gym
+
+    try:
+        return "mujoco" in str(gym.spec(env_id).entry_point).lower()
+    except gym.error.Error:
+        return False
+
+
 def _render_error(env_id: str, e: Exception, video: bool) -> str:
-    """A one-line explanation (with the fix) of a rendering failure in ``rlblocks eval``."""
+    """A one-line explanation (with the fix) of a rendering failure in ``rlblocks eval``; the
+    MuJoCo/EGL hint only where MuJoCo rendering is what failed."""
     import os
 
     import gymnasium as gym
@@ -393,7 +419,11 @@ def _render_error(env_id: str, e: Exception, video: bool) -> str:
         if "moviepy" in text.lower():
             return f"--video needs moviepy ({text}); pip install moviepy (or pip install -e \".[mujoco]\")"
         return f"rendering {env_id} needs a package that is missing ({text}); install the package it names"
+    if isinstance(e, OSError) and e.filename is not None:
+        return f"writing {e.filename} failed ({e.strerror or text}); pass a --video path in a writable directory"
     gl = os.environ.get("MUJOCO_GL")
+    if video and not _is_mujoco(env_id):
+        return f"rendering {env_id} to video failed ({type(e).__name__}: {text})"
     if video:
         return f"rendering {env_id} failed with MUJOCO_GL={gl} ({type(e).__name__}: {text}); {HEADLESS_HINT}"
     return (f"showing {env_id} in a window failed ({type(e).__name__}: {text}); --render needs a working display "

@@ -19,7 +19,6 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +31,8 @@ from rlblocks.errors import ConfigError, RLBlocksError
 
 SWEEP_FILE = "sweep.json"
 LOG_NAME = "train.log"
+#: Exit statuses of a run that saved a checkpoint and stopped on SIGINT (130) or SIGTERM (143).
+STOPPED_CODES = (130, 143)
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -204,7 +205,7 @@ def plan_sweep(algos: str | list[str], envs: str | list[str], seeds: str | list[
     """
     from rlblocks.envs import check_env_id
     from rlblocks.registry import get_algo
-    from rlblocks.run import _probe_spaces, resolve_config, resolve_device
+    from rlblocks.run import check_env_fits, check_seed, resolve_config, resolve_device
 
     algo_list = parse_names(algos, "--algo") if isinstance(algos, str) else list(dict.fromkeys(algos))
     env_list = parse_names(envs, "--env") if isinstance(envs, str) else list(dict.fromkeys(envs))
@@ -219,6 +220,8 @@ def plan_sweep(algos: str | list[str], envs: str | list[str], seeds: str | list[
         if value < 0:
             raise ConfigError(f"{flag} {value} must be >= 0 (0 turns it off)")
     resolve_device(device)
+    for seed in seed_list:
+        check_seed(seed)
     specs = [get_algo(a) for a in algo_list]
     for env_id in env_list:
         check_env_id(env_id)
@@ -228,7 +231,7 @@ def plan_sweep(algos: str | list[str], envs: str | list[str], seeds: str | list[
         for env_id in env_list:
             cfg = resolve_config(spec, env_id, None, overrides)
             normalized.update({k: getattr(cfg, k) for k in overrides})
-            _probe_spaces(spec, env_id)
+            check_env_fits(spec, env_id, cfg)
     root = Path(sweep_dir) if sweep_dir is not None else default_sweep_dir(algo_list, env_list, normalized)
     if root.exists() and not root.is_dir():
         raise RLBlocksError(f"--sweep-dir {root} is a file; pass a directory")
@@ -268,9 +271,12 @@ def run_command(plan: SweepPlan, run: SweepRun) -> list[str]:
     if run.action == "resume":
         return base + ["resume", str(run.run_dir), "--steps", str(plan.steps), "--device", plan.device,
                        "--no-progress"]
+    # new runs and runs stopped before their first checkpoint: `train --resume` creates the run or,
+    # under the run's lock, trains it again from step 0
     cmd = base + ["train", "--algo", run.algo, "--env", run.env_id, "--seed", str(run.seed),
                   "--steps", str(plan.steps), "--run-dir", str(run.run_dir), "--eval-every", str(plan.eval_every),
-                  "--checkpoint-every", str(plan.checkpoint_every), "--device", plan.device, "--no-progress"]
+                  "--checkpoint-every", str(plan.checkpoint_every), "--device", plan.device, "--no-progress",
+                  "--resume"]
     if plan.overrides:
         cmd += ["--set", *(f"{k}={v}" for k, v in plan.overrides.items())]
     return cmd
@@ -364,16 +370,8 @@ def _write_sweep_file(plan: SweepPlan, status: dict[Path, dict], command: list[s
 
 
 def _prepare(run: SweepRun) -> None:
-    """Make the run directory; for a ``restart`` remove everything but the log."""
+    """Make the run directory (for its log); a ``restart`` is cleared by ``train --resume`` under the run's lock."""
     run.run_dir.mkdir(parents=True, exist_ok=True)
-    if run.action == "restart":
-        for child in run.run_dir.iterdir():
-            if child.name == LOG_NAME:
-                continue
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
 
 
 def run_sweep(plan: SweepPlan, progress: bool = True, command: list[str] | None = None,
@@ -426,7 +424,7 @@ def run_sweep(plan: SweepPlan, progress: bool = True, command: list[str] | None 
         secs = time.time() - t0
         reached = checkpoint_steps(run.run_dir) or 0
         prefix = f"[{done_count}/{len(todo)}] {run.label}"
-        if proc.returncode != 0:
+        if proc.returncode not in (0, *STOPPED_CODES):
             result.failed.append(run)
             status[run.run_dir] = {"status": "failed", "returncode": proc.returncode, "env_steps": reached}
             last = _tail(run.log)

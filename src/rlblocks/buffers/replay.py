@@ -124,17 +124,43 @@ class ReplayBuffer:
             np.savez(fh, pos=np.int64(self.pos), full=np.bool_(self.full), rows=np.int64(self.rows), **arrays)
 
     def load(self, path: str | Path) -> None:
-        """Inverse of :meth:`save`. Raises :class:`CheckpointError` if it does not fit."""
+        """Inverse of :meth:`save`.
+
+        Raises:
+            CheckpointError: an unreadable file, or contents that do not fit this buffer: another
+                capacity or shape, a dtype other than the buffer's, ``pos`` outside ``[0, rows)`` or
+                a filled length that disagrees with ``pos``/``full``.
+        """
         try:
             with np.load(path, allow_pickle=False) as data:
-                if int(data["rows"]) != self.rows or any(
+                missing = [k for k in ("pos", "full", "rows", *self.FIELDS) if k not in data.files]
+                if missing:
+                    raise CheckpointError(f"replay buffer {path} lacks {', '.join(missing)}; resume from an earlier "
+                                          "checkpoint")
+                rows, pos, full = data["rows"], data["pos"], data["full"]
+                if any(a.shape != () for a in (rows, pos, full)) or rows.dtype.kind not in "iu" or \
+                        pos.dtype.kind not in "iu" or full.dtype != np.bool_:
+                    raise CheckpointError(f"replay buffer {path} has malformed pos/full/rows entries; resume from "
+                                          "an earlier checkpoint")
+                if int(rows) != self.rows or any(
                         data[f].shape[1:] != tuple(getattr(self, f).shape[1:]) for f in self.FIELDS):
                     raise CheckpointError(f"replay buffer {path} has another shape than the config; "
                                           "resume with the run's own config.json")
+                pos, full = int(pos), bool(full)
+                filled = self.rows if full else pos
+                if not 0 <= pos < self.rows:
+                    raise CheckpointError(f"replay buffer {path} has pos={pos} outside [0, {self.rows}); resume from "
+                                          "an earlier checkpoint")
                 for f in self.FIELDS:
-                    arr = torch.from_numpy(data[f])
-                    getattr(self, f)[: arr.shape[0]].copy_(arr)
-                self.pos, self.full = int(data["pos"]), bool(data["full"])
+                    arr, want = data[f], getattr(self, f)
+                    if arr.shape[0] != filled or str(arr.dtype) != str(want.dtype).replace("torch.", ""):
+                        raise CheckpointError(f"replay buffer {path}: {f} has {arr.shape[0]} rows of {arr.dtype} but "
+                                              f"pos={pos}, full={full} need {filled} rows of "
+                                              f"{str(want.dtype).replace('torch.', '')}; resume from an earlier "
+                                              "checkpoint")
+                for f in self.FIELDS:
+                    getattr(self, f)[:filled].copy_(torch.from_numpy(data[f]))
+                self.pos, self.full = pos, full
         except (OSError, EOFError, KeyError, ValueError, RuntimeError, zipfile.BadZipFile) as e:
             # EOFError: empty file; BadZipFile: truncated .npz
             raise CheckpointError(f"replay buffer {path} is unreadable ({e}); resume from an earlier checkpoint") from None

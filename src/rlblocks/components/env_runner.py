@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from rlblocks.envs import make_vec_env
-from rlblocks.errors import RLBlocksError
+from rlblocks.errors import CheckpointError, RLBlocksError
 from rlblocks.module import Module
 
 
@@ -89,7 +89,22 @@ class EnvRunner(Module):
                 "episode_length": torch.from_numpy(self.episode_length.copy()), "snapshots": json.dumps(snaps)}
 
     def load_state_dict(self, state):
-        self.obs = state["obs"].clone()
-        self.episode_return = state["episode_return"].numpy().copy()
-        self.episode_length = state["episode_length"].numpy().copy()
-        self.vec.call("set_snapshot", json.loads(state["snapshots"]))
+        """Restore observations, episode statistics and every env's exact state.
+
+        Raises:
+            CheckpointError: arrays of another shape or env snapshots that this env did not make.
+        """
+        shapes = {"obs": tuple(self.obs.shape), "episode_return": (self.num_envs,), "episode_length": (self.num_envs,)}
+        for key, shape in shapes.items():
+            if not isinstance(state[key], torch.Tensor) or tuple(state[key].shape) != shape:
+                raise CheckpointError(f"the checkpoint's env.{key} does not have shape {shape} ({self.num_envs} "
+                                      f"{self.env_id} envs); resume with the run's own config.json")
+        try:
+            self.vec.call("set_snapshot", json.loads(state["snapshots"]))
+        except Exception as e:  # noqa: BLE001 - a worker process re-raises what set_snapshot raised
+            text = str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__
+            raise CheckpointError(f"the checkpoint's env snapshots do not fit {self.env_id} ({text}); resume from "
+                                  "an earlier checkpoint") from None
+        self.obs = state["obs"].to(torch.float32).clone()
+        self.episode_return = state["episode_return"].numpy().astype(np.float64)
+        self.episode_length = state["episode_length"].numpy().astype(np.int64)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from rlblocks.components.csv_log import append_csv_row, truncate_csv
 from rlblocks.envs import make_env
 from rlblocks.module import Module
 
@@ -52,7 +51,8 @@ def evaluate(agent, env_id: str, episodes: int, seed: int, deterministic: bool =
 
 
 class Evaluator(Module):
-    """Every ``eval_every`` env steps, evaluates greedily and appends a row to ``eval.csv``.
+    """Every ``every`` env steps, and once more when the run reaches its total steps, evaluates
+    greedily and appends a row to ``eval.csv`` (``every = 0`` turns evaluation off).
 
     Columns: ``hours`` (wall-clock hours of training), ``epoch`` (gradient updates so far),
     ``frames`` (env steps), ``score`` (mean return over ``episodes``).
@@ -66,11 +66,23 @@ class Evaluator(Module):
         self.path = Path(run_dir) / "eval.csv" if run_dir is not None else None
         self.env_id, self.every, self.episodes, self.seed = env_id, every, episodes, seed
         self.next_eval = every
+        self.last_frames = -1  # env steps of the latest evaluation
         self.history: list[dict] = []
 
     def after_step(self) -> None:
         if self.every > 0 and self.agent.env_steps >= self.next_eval:
             self.next_eval += self.every
+            self.run()
+
+    def on_train_start(self) -> None:
+        # Rows after the checkpoint this session starts from come again; so does an end-of-run
+        # evaluation between two scheduled ones (an uninterrupted run would not have it).
+        last_scheduled = self.next_eval - self.every if self.every > 0 else self.agent.env_steps
+        if self.path is not None:
+            truncate_csv(self.path, "frames", min(last_scheduled, self.agent.env_steps))
+
+    def on_train_end(self) -> None:
+        if self.every > 0 and self.last_frames != self.agent.env_steps:  # every finished run has an evaluation
             self.run()
 
     def run(self) -> float:
@@ -79,40 +91,16 @@ class Evaluator(Module):
                "epoch": getattr(self.agent.modules.get("algo"), "updates", 0),
                "frames": self.agent.env_steps, "score": float(np.mean(returns))}
         self.history.append(row)
+        self.last_frames = self.agent.env_steps
         if "logger" in self.agent.modules:
             self.agent.logger.record_eval(row["score"], float(np.std(returns)))
         if self.path is not None:
-            new = not self.path.exists()
-            with open(self.path, "a", newline="") as fh:
-                writer = csv.DictWriter(fh, EVAL_COLUMNS)
-                if new:
-                    writer.writeheader()
-                writer.writerow(row)
+            append_csv_row(self.path, EVAL_COLUMNS, row)
         return row["score"]
 
     def state_dict(self):
-        return {"next_eval": self.next_eval}
+        return {"next_eval": self.next_eval, "last_frames": self.last_frames}
 
     def load_state_dict(self, state):
         self.next_eval = int(state["next_eval"])
-        if self.path is not None:
-            truncate_csv(self.path, "frames", self.agent.env_steps)
-
-
-def truncate_csv(path: Path, column: str, max_value: float) -> None:
-    """Drop rows logged after the checkpoint we resume from (they will be produced again)."""
-    if not path.exists():
-        return
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-        fieldnames = None if not rows else list(rows[0].keys())
-    if not rows:
-        return
-    keep = [r for r in rows if float(r[column]) <= max_value]
-    if len(keep) != len(rows):
-        tmp = path.with_suffix(f".tmp{time.time_ns()}")
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames)
-            writer.writeheader()
-            writer.writerows(keep)
-        tmp.replace(path)
+        self.last_frames = int(state.get("last_frames", -1))

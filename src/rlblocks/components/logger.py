@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import csv
 import math
+import shutil
 import time
 from collections import deque
 from pathlib import Path
 
 import numpy as np
 
-from rlblocks.components.evaluator import truncate_csv
+from rlblocks.components.csv_log import append_csv_row, truncate_csv
 from rlblocks.module import Module
 
 BASE_COLUMNS = ("hours", "steps", "updates", "steps_per_s", "train_return", "train_length", "episodes")
@@ -58,10 +58,16 @@ class Logger(Module):
     def hours(self) -> float:
         return self.hours_before + (time.time() - self._start) / 3600.0
 
-    def start(self) -> None:
-        """Open writers and the progress bar (after a possible resume set the counters)."""
+    def on_train_start(self) -> None:
+        """Drop the rows written after the checkpoint this session starts from (they will be written
+        again), then open the writers and the progress bar. Called only once training really
+        continues, so a resume that stops before (a finished run, an error) loses no row."""
         self._last_time, self._last_steps = time.time(), self.agent.env_steps
         self._started = True
+        if self.run_dir is not None:
+            truncate_csv(self.run_dir / "progress.csv", "steps", self.last_row_steps)
+            if self.agent.env_steps == 0 and (self.run_dir / "tb").is_dir():  # a restart from step 0
+                shutil.rmtree(self.run_dir / "tb")
         if self.use_tb:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -105,13 +111,7 @@ class Logger(Module):
         for source in self._sources:
             row.update(source.pop_metrics())
         if self.run_dir is not None:
-            path = self.run_dir / "progress.csv"
-            new = not path.exists()
-            with open(path, "a", newline="") as fh:
-                writer = csv.DictWriter(fh, self._columns, extrasaction="ignore")
-                if new:
-                    writer.writeheader()
-                writer.writerow(row)
+            append_csv_row(self.run_dir / "progress.csv", self._columns, row)
         if self._writer is not None:
             for key, value in row.items():
                 if key not in ("steps", "hours") and not math.isnan(value):
@@ -122,10 +122,14 @@ class Logger(Module):
                 post["eval"] = f"{self._last_eval:.1f}"
             self._bar.set_postfix(post, refresh=False)
 
-    def close(self) -> None:
-        """Write a last row if the run finished between rows, then close the writers."""
-        if self._started and self.agent.env_steps >= self.total_steps and self.agent.env_steps > self.last_row_steps:
+    def on_train_end(self) -> None:
+        """The run reached its total steps between two rows: write a last one. It comes after the final
+        checkpoint, so a resumed run that continues drops it (an uninterrupted run has no such row)."""
+        if self._started and self.agent.env_steps > self.last_row_steps:
             self.write_row()
+
+    def close(self) -> None:
+        """Close the writers and the progress bar."""
         self._started = False
         if self._bar is not None:
             self._bar.close()
@@ -144,7 +148,5 @@ class Logger(Module):
         self.recent.extend(state["recent"])
         self.recent_lengths.extend(state["recent_lengths"])
         self.episodes, self.next_log = int(state["episodes"]), int(state["next_log"])
-        # rows written after this checkpoint (including the end-of-run row) will be written again
+        # rows written after this checkpoint are dropped when training continues (on_train_start)
         self.last_row_steps = int(state.get("last_row_steps", self.agent.env_steps))
-        if self.run_dir is not None:
-            truncate_csv(self.run_dir / "progress.csv", "steps", self.last_row_steps)

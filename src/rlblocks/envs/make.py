@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import io
+import signal
 import warnings
 
 import gymnasium as gym
@@ -35,10 +38,18 @@ _EXTRA_HINT = {
 
 
 def _register_optional() -> None:
-    try:  # registers Fetch*/HandManipulate* envs when installed
-        import gymnasium_robotics
+    """Register gymnasium-robotics' envs (Fetch*, HandManipulate*, ...) when it is installed.
 
-        gym.register_envs(gymnasium_robotics)
+    Its import prints notices about envs we do not use (AdroitHand reward versions) and may warn;
+    they are silenced here so that they do not precede an unrelated error message.
+    """
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            import gymnasium_robotics
+
+            gym.register_envs(gymnasium_robotics)
     except ImportError:
         pass
 
@@ -117,6 +128,11 @@ def make_vec_env(env_id: str, num_envs: int, mode: str = "sync", render_mode: st
     make_env(env_id, 0).close()  # surface dependency errors here, not inside a worker process
 
     def make(i: int) -> gym.Env:
+        if mode == "async":
+            # In a worker process: Ctrl-C in a terminal and a scheduler's SIGTERM reach every process
+            # of the group; the driver alone decides (it checkpoints, then closes the workers).
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         env = make_env(env_id, i, render_mode)
         return env if info_keys is None else KeepInfoKeys(env, info_keys)
 

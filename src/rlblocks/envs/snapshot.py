@@ -79,15 +79,35 @@ class Snapshot(gym.Wrapper):
         return snap
 
     def set_snapshot(self, snapshots: list[dict[str, Any]]) -> None:
-        snap = snapshots[self.index]
+        """Restore entry ``index`` of ``snapshots`` (as :meth:`get_snapshot` made it).
+
+        Only what this env's own :meth:`get_snapshot` captures is restored, and each value is
+        checked against it first (kind, dtype, shape), so a hand-edited or foreign snapshot can
+        neither set other attributes nor leave the env half restored.
+
+        Raises:
+            ValueError: a snapshot that this env did not produce, naming the first bad entry.
+        """
+        snap = snapshots[self.index] if isinstance(snapshots, list) and len(snapshots) > self.index else None
+        if not isinstance(snap, dict):
+            raise ValueError(f"env {self.index}'s snapshot is missing or not an object")
+        reference = self.get_snapshot()
+        _check_snapshot(snap, reference)
         base = self.env.unwrapped
-        base.np_random.bit_generator.state = snap["rng"]
+        bit_generator = base.np_random.bit_generator
+        before = bit_generator.state
+        try:
+            bit_generator.state = snap["rng"]
+        except (TypeError, ValueError, KeyError) as e:
+            bit_generator.state = before
+            raise ValueError(f"env {self.index}'s snapshot has an invalid rng state ({e})") from None
         limit = _time_limit(self.env)
         if limit is not None and "elapsed" in snap:
             limit._elapsed_steps = snap["elapsed"]
         if "mujoco" in snap:
             mujoco, model, data = _mujoco_parts(base)
-            mujoco.mj_setState(model, data, np.asarray(snap["mujoco"]), mujoco.mjtState.mjSTATE_INTEGRATION)
+            mujoco.mj_setState(model, data, np.asarray(snap["mujoco"], dtype=np.float64),
+                               mujoco.mjtState.mjSTATE_INTEGRATION)
         for key, spec in snap.get("attrs", {}).items():
             if "array" in spec:
                 setattr(base, key, np.asarray(spec["array"], dtype=spec["dtype"]))
@@ -97,3 +117,56 @@ class Snapshot(gym.Wrapper):
                 setattr(base, key, tuple(spec["tuple"]))
             else:
                 setattr(base, key, spec["value"])
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (bool, int, float))
+
+
+def _check_snapshot(snap: dict[str, Any], reference: dict[str, Any]) -> None:
+    """Raise ``ValueError`` unless ``snap`` has the structure of ``reference`` (this env's own snapshot).
+
+    Attribute entries may only name attributes that ``reference`` captures (a fixed list per env
+    class); arrays must keep their dtype and shape, numbers stay numbers (``None`` is allowed where
+    the env itself may hold ``None``, e.g. Pendulum's ``last_u`` before its first step).
+    """
+    unknown = set(snap) - set(reference)
+    if unknown or "rng" not in snap or not isinstance(snap["rng"], dict):
+        raise ValueError(f"snapshot keys {sorted(snap)} do not match this env's {sorted(reference)}")
+    if "elapsed" in reference and not (isinstance(snap.get("elapsed"), int) and not isinstance(snap["elapsed"], bool)
+                                       and snap["elapsed"] >= 0):
+        raise ValueError(f"snapshot 'elapsed' is {snap.get('elapsed')!r}, not a step count")
+    if "mujoco" in reference:
+        state = snap.get("mujoco")
+        if not (isinstance(state, list) and len(state) == len(reference["mujoco"]) and all(map(_is_number, state))):
+            raise ValueError(f"snapshot 'mujoco' must be {len(reference['mujoco'])} numbers")
+    attrs, ref_attrs = snap.get("attrs", {}), reference.get("attrs", {})
+    if not isinstance(attrs, dict):
+        raise ValueError("snapshot 'attrs' is not an object")
+    for key, spec in attrs.items():
+        ref = ref_attrs.get(key)
+        if ref is None or not isinstance(spec, dict) or len(spec) not in (1, 2):
+            raise ValueError(f"snapshot attribute {key!r} is not one this env saves")
+        if "array" in ref:
+            ok = ("array" in spec and spec.get("dtype") == ref["dtype"]
+                  and np.shape(spec["array"]) == np.shape(ref["array"]) and _numeric_list(spec["array"]))
+        elif "tuple" in ref:
+            ok = "tuple" in spec and isinstance(spec["tuple"], list) and all(map(_is_number, spec["tuple"]))
+        else:  # a number, a NumPy scalar or None
+            if "scalar" in spec:
+                ok = _is_number(spec["scalar"]) and spec.get("dtype") in _NUMERIC_DTYPES
+            else:
+                value = spec.get("value", ...)
+                ok = value is None or (_is_number(value) and (ref.get("value") is None or "scalar" in ref
+                                                              or _is_number(ref.get("value"))))
+        if not ok:
+            raise ValueError(f"snapshot attribute {key!r} is {str(spec)[:80]}, unlike this env's {str(ref)[:80]}")
+
+
+_NUMERIC_DTYPES = {str(np.dtype(c)) for c in "?bhilqBHILQefdg"}
+
+
+def _numeric_list(value: Any) -> bool:
+    if isinstance(value, list):
+        return all(_numeric_list(v) for v in value)
+    return _is_number(value)
