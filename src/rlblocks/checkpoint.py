@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +181,9 @@ def load_checkpoint(path: Path, verify: bool = True) -> dict[str, Any]:
                 raise CheckpointError(f"checkpoint file {fpath} is corrupt (checksum mismatch); "
                                       "resume from an earlier checkpoint")
     try:
-        return torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about some refused payloads; the error below says it
+            warnings.simplefilter("ignore")
+            return torch.load(path / "state.pt", map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for truncated/garbled files
         raise CheckpointError(f"checkpoint {path / 'state.pt'} cannot be read ({type(e).__name__}); "
                               "resume from an earlier checkpoint") from None

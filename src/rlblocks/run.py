@@ -230,6 +230,7 @@ def _agent_from_record(run_dir: Path, record: dict[str, Any], *, for_training: b
     cfg.validate()
     options = record["options"]
     if for_training:
+        check_env_fits(spec, record["env_id"], cfg)  # the memory check, before the buffer is allocated
         opts = RunOptions(run_dir, total, options["eval_every"], options["checkpoint_every"], progress)
     else:  # acting only: no run directory outputs, no replay buffer
         opts = RunOptions(None, total, 0, 0, False, tensorboard=False, training=False)
