@@ -212,6 +212,11 @@ def sb3_model(cls, env_id: str, **kwargs):
     return model
 
 
+def close(agent, model) -> None:
+    agent.env.close()
+    model.get_env().close()
+
+
 def random_batches(obs_dim: int, act_dim: int, gamma: float, n: int, seed: int = 1):
     """``n`` minibatches as rlblocks ``Batch`` and SB3 ``ReplayBufferSamples`` (same values),
     with a fifth of the transitions terminal (no bootstrap)."""
@@ -320,7 +325,7 @@ def test_sac_update_matches_sb3(env_id, monkeypatch):
         assert all(not torch.equal(start[link.name], link.sb3) for link in links), "a parameter did not move"
         assert float(agent.algo.log_alpha.detach()) != math.log(0.5)
     finally:
-        agent.env.close()
+        close(agent, model)
 
 
 def test_sac_tanh_correction():
@@ -435,7 +440,7 @@ def test_deterministic_update_matches_sb3(algo, env_id):
         steps = float(_state_of(opts, links[0].rl_key)[0]["step"])
         assert steps == (1 if algo == "td3" else N_UPDATES)  # delayed actor steps
     finally:
-        agent.env.close()
+        close(agent, model)
 
 
 def test_target_smoothing_noise_is_the_same_draw():
@@ -583,7 +588,7 @@ def test_ppo_update_matches_sb3(env_id, monkeypatch):
         assert len(norms) == N_EPOCHS * N_MINIBATCHES and max(norms) > 0.5  # the clip acted
         assert_equivalent(links, [agent.algo.optimizer], [model.policy.optimizer], start)
     finally:
-        agent.env.close()
+        close(agent, model)
 
 
 def reference_ppo_update(policy, epochs, clip: float, ent_coef: float, vf_coef: float, discrete: bool,
@@ -650,7 +655,7 @@ def test_ppo_clipped_value_loss_matches_baselines_reference(env_id, monkeypatch)
         assert_equivalent(ref_links, [agent.algo.optimizer], [reference.optimizer], start)
         assert max((p - q).abs().max() for p, q in zip(reference.parameters(), model.policy.parameters())) > 1e-5
     finally:
-        agent.env.close()
+        close(agent, model)
 
 
 def test_ppo_learning_rate_annealing_is_baselines():
@@ -676,7 +681,7 @@ def test_ppo_learning_rate_annealing_is_baselines():
         assert fracs == [1.0, 0.75, 0.5, 0.25]  # baselines ppo2: lrnow = lr * (1 - (update - 1) / nupdates)
         assert sb3_progress == [0.75, 0.5, 0.25, 0.0]
     finally:
-        agent.env.close()
+        close(agent, model)
 
 
 def test_tolerances_catch_a_small_perturbation(monkeypatch):
@@ -692,4 +697,4 @@ def test_tolerances_catch_a_small_perturbation(monkeypatch):
             assert_equivalent(links + [alpha], [agent.algo.optimizer],
                               [model.actor.optimizer, model.critic.optimizer, model.ent_coef_optimizer], start)
     finally:
-        agent.env.close()
+        close(agent, model)
