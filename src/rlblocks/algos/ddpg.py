@@ -6,6 +6,10 @@ Algorithm 1: critic regression to ``y = r + gamma Q'(s', mu'(s'))``, actor ascen
 Gaussian noise. Defaults are the modern ones used by TD3's "OurDDPG" and Stable-Baselines3
 (256×256, Adam 1e-3, tau 0.005, Gaussian noise 0.1) rather than the paper's 400×300 and
 1e-4/1e-3 learning rates; ``--set noise_type=ou exploration_noise=0.2`` gives the paper's noise.
+
+One update equals Stable-Baselines3's ``TD3.train`` step (``td3/td3.py``; SB3's DDPG is the
+same code) for DDPG and TD3, Adam state and target networks included
+(``tests/test_sb3_equivalence.py``).
 """
 
 from __future__ import annotations

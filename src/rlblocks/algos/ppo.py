@@ -9,6 +9,14 @@ normalisation (VecNormalize). Differences from baselines, on purpose: time-limit
 bootstrap from ``V(final obs)`` (baselines treats them as terminations), and the normaliser
 statistics are saved in checkpoints and frozen in evaluation.
 
+Where Stable-Baselines3's PPO (``ppo/ppo.py``) differs from baselines, this follows baselines:
+advantages standardised with the population std (SB3: Bessel-corrected), ``L^VF`` with the
+factor ½ (SB3 has none: SB3's ``vf_coef`` is this one halved), the value clip as the larger of
+the clipped and unclipped errors (SB3's ``clip_range_vf`` uses the clipped error alone; SB3
+clips no value by default), and annealing from the full learning rate at the first update
+(SB3's schedules read the progress after the rollout). Otherwise one update equals SB3's
+``train()``, Adam state included (``tests/test_sb3_equivalence.py``).
+
 Modules: ``policy`` (:class:`PPOPolicy`, actor + critic; ``act`` caches the normalised
 observation and its sampled action), ``rollout`` (:class:`Rollout`, fills a :class:`RolloutBuffer`)
 and ``algo`` (:class:`PPO`: scores the full rollout in one pass, then the update). An optional

@@ -4,6 +4,15 @@ Haarnoja et al. 2018, "Soft Actor-Critic Algorithms and Applications", arXiv 181
 (Eqs. 5, 7, 17-18), on the original "Soft Actor-Critic: Off-Policy Maximum Entropy Deep RL
 with a Stochastic Actor", arXiv 1801.01290. Twin Q with the minimum in targets (Fujimoto
 et al. 2018). Defaults follow Stable-Baselines3's SAC.
+
+With ``sequential_update`` (the default) one update equals SB3's ``SAC.train`` step
+(``sac/sac.py``), checked parameter by parameter with Adam's state in
+``tests/test_sb3_equivalence.py``: SB3 steps the temperature first, then the critic, then the
+actor; here the critic first, then actor and temperature together. The orders agree because
+both use the temperature from before its step (SB3 detaches ``exp(log_alpha)`` before stepping
+it) and the temperature loss depends only on the actor, which the critic step does not change.
+The one difference is deliberate: the exact tanh correction of the log-prob, where SB3 adds
+1e-6 inside the log (:class:`~rlblocks.nets.actors.SquashedGaussianActor`).
 """
 
 from __future__ import annotations

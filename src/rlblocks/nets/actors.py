@@ -33,8 +33,18 @@ class SquashedGaussianActor(nn.Module):
     """Tanh-squashed diagonal Gaussian (SAC, Haarnoja et al. 2018, arXiv 1801.01290, App. C).
 
     ``u ~ N(mu(s), sigma(s))``, ``a = tanh(u)``,
-    ``log pi(a|s) = log N(u) - sum log(1 - tanh(u)^2)`` (Eq. 26), with the stable form
+    ``log pi(a|s) = log N(u) - sum log(1 - tanh(u)^2)`` (Eq. 21), with the stable form
     ``log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u))``.
+
+    This is the exact correction, as softlearning's ``SquashBijector`` (the code of arXiv
+    1812.05905) and Spinning Up. Stable-Baselines3 (``common/distributions.py``,
+    ``SquashedDiagGaussianDistribution.log_prob``) and the first SAC code (haarnoja/sac,
+    ``EPS = 1e-6``) use ``log(1 - tanh(u)^2 + 1e-6)`` instead: log-probs lower by
+    ``sum_j log(1 + 1e-6 / (1 - tanh(u_j)^2))`` (≥ 1e-6 per dimension), and once tanh saturates
+    in float32 (|u| ≳ 9) a constant ``log 1e-6`` with zero gradient, where the exact term keeps
+    the slope ``-2 sign(u)`` that pulls saturated pre-activations back. Kept on purpose (the
+    paper's formula); it is the one difference of the SAC update from SB3's
+    (``tests/test_sb3_equivalence.py``).
     """
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: list[int]):
