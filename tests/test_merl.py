@@ -129,7 +129,9 @@ def test_ppo_merl_agent_updates_heads(one_thread):
     from rlblocks.run import resolve_config
 
     spec = get_algo("ppo-merl")
-    cfg = resolve_config(spec, "Pendulum-v1", overrides={"n_steps": "64", "n_minibatches": "4", "n_epochs": "2"})
+    # log_every: no progress row in these 128 steps, so the logger does not take the metrics first
+    cfg = resolve_config(spec, "Pendulum-v1", overrides={"n_steps": "64", "n_minibatches": "4", "n_epochs": "2",
+                                                         "log_every": "1000"})
     opts = RunOptions(None, 128, eval_every=0, checkpoint_every=0, progress=False, tensorboard=False)
     agent = build_agent(spec, "Pendulum-v1", cfg, 0, torch.device("cpu"), opts)
     try:

@@ -27,7 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--run-dir", default=None, help="default: runs/<algo>/<env>/<hash>-seed<S>")
     t.add_argument("--config", default=None, help="JSON config file (may `inherits` parents)")
     t.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help="override config keys")
-    t.add_argument("--eval-every", type=int, default=10_000, help="env steps between evaluations (0: off)")
+    t.add_argument("--eval-every", type=int, default=None,
+                   help="env steps between evaluations (0: off; default per algorithm: `rlblocks list`)")
     t.add_argument("--checkpoint-every", type=int, default=50_000, help="env steps between checkpoints (0: end only)")
     t.add_argument("--device", default="auto", help="auto, cpu or cuda")
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir if there is one")
@@ -47,7 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir")
     e.add_argument("--episodes", type=int, default=10)
     e.add_argument("--deterministic", action="store_true", help="act with the policy's mode (no sampling)")
-    e.add_argument("--video", default=None, metavar="PATH.mp4", help="record the episodes (headless rendering)")
+    e.add_argument("--video", default=None, metavar="PATH.mp4",
+                   help="record episodes to PATH-episode-<k>.mp4 (headless rendering)")
+    e.add_argument("--video-episodes", type=int, default=1, help="episodes recorded with --video (default 1)")
+    e.add_argument("--video-length", type=int, default=500,
+                   help="frames recorded per episode with --video (default 500; 0: whole episodes)")
     e.add_argument("--render", action="store_true", help="show a window (needs a display)")
     e.add_argument("--seed", type=int, default=None)
     e.add_argument("--device", default="auto")
@@ -61,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--sweep-dir", default=None, help="default: sweeps/<algos>_<envs>_<hash of --set>")
     w.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="override config keys in every run")
-    w.add_argument("--eval-every", type=int, default=10_000, help="env steps between evaluations (0: off)")
+    w.add_argument("--eval-every", type=int, default=None,
+                   help="env steps between evaluations (0: off; default per algorithm: `rlblocks list`)")
     w.add_argument("--checkpoint-every", type=int, default=50_000, help="env steps between checkpoints (0: end only)")
     w.add_argument("--device", default="auto", help="auto, cpu or cuda (for every run)")
     w.add_argument("--no-progress", action="store_true", help="no progress bar over runs")
@@ -101,7 +107,8 @@ def _list() -> None:
     from rlblocks.registry import ALGOS
 
     for spec in ALGOS.values():
-        print(f"{spec.name:6s} {spec.summary}  [{spec.action_space} actions]")
+        print(f"{spec.name:6s} {spec.summary}  [{spec.action_space} actions; evaluates every {spec.eval_every} "
+              "steps by default]")
         default = spec.config_cls()
         for f in fields(default):
             print(f"    {f.name:24s} {getattr(default, f.name)!s:12s} {f.metadata.get('help', '')}")
@@ -160,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.render and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
                 raise RLBlocksError("--render needs a display (none found); use --video out.mp4 instead")
             returns = run.evaluate_run(args.run_dir, args.episodes, args.deterministic, args.video,
-                                       args.render, args.seed, args.device)
+                                       args.render, args.seed, args.device, video_length=args.video_length,
+                                       video_episodes=args.video_episodes)
             import numpy as np
 
             print(f"return {np.mean(returns):.2f} ± {np.std(returns):.2f} over {len(returns)} episodes")

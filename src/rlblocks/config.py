@@ -53,7 +53,7 @@ class BaseConfig:
     normalize_obs: bool = param(False, help="running mean/std observation normalisation")
     obs_clip: float = param(10.0, low=0.0, low_open=True, help="clip normalised obs to ±obs_clip")
     eval_episodes: int = param(10, low=1, help="episodes per evaluation")
-    log_every: int = param(1000, low=1, help="env steps between progress.csv rows")
+    log_every: int = param(1000, low=0, help="env steps between progress.csv rows (0: one row per update round)")
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:

@@ -48,6 +48,9 @@ class AlgoSpec:
     action_space: str  # "continuous" | "discrete" | "any"
     summary: str
     presets: dict[str, dict] = field(default_factory=dict)  # env-id glob → overrides
+    #: default env steps between evaluations: keeps evaluation a small share of a default run's
+    #: wall time (docs/benchmarks.md, "Evaluation cost")
+    eval_every: int = 10_000
 
     def preset_for(self, env_id: str) -> dict:
         out: dict = {}
@@ -111,12 +114,15 @@ def _on_policy_modules(learner_modules):
 _PPO_CARTPOLE = {"num_envs": 8, "n_steps": 32, "n_minibatches": 1, "n_epochs": 20, "gamma": 0.98,
                  "gae_lambda": 0.8, "lr": 1e-3, "anneal_clip_range": True, "clip_value_loss": False,
                  "normalize_obs": False, "normalize_reward": False}
+# PPO steps its envs 20-30x as fast as SAC updates: evaluating every 10,000 steps would cost as
+# much env stepping as training itself.
+PPO_EVAL_EVERY = 50_000
 ALGOS["ppo"] = AlgoSpec("ppo", PPOConfig, _on_policy_modules(ppo_modules), "any",
                         "PPO, clipped surrogate, as OpenAI baselines ppo2 (Schulman et al. 2017)",
-                        presets={"CartPole-*": _PPO_CARTPOLE})
+                        presets={"CartPole-*": _PPO_CARTPOLE}, eval_every=PPO_EVAL_EVERY)
 ALGOS["ppo-merl"] = AlgoSpec("ppo-merl", MERLConfig, _on_policy_modules(merl_modules), "any",
                              "PPO + MERL variance-explained and future-state heads (Flet-Berliac & Preux 2019)",
-                             presets={"CartPole-*": _PPO_CARTPOLE})
+                             presets={"CartPole-*": _PPO_CARTPOLE}, eval_every=PPO_EVAL_EVERY)
 
 
 def get_algo(name: str) -> AlgoSpec:

@@ -113,10 +113,11 @@ def _build(spec: AlgoSpec, env_id: str, cfg: BaseConfig, seed: int, device: torc
 
 def train(algo: str, env_id: str, *, steps: int, seed: int = 0, run_dir: str | None = None,
           config_file: str | None = None, overrides: dict[str, Any] | None = None,
-          eval_every: int = 10_000, checkpoint_every: int = 50_000, device: str = "auto",
+          eval_every: int | None = None, checkpoint_every: int = 50_000, device: str = "auto",
           resume: bool = False, overwrite: bool = False, progress: bool = True, load: str | None = None) -> Path:
     """Train ``algo`` on ``env_id`` until ``steps`` env steps; returns the run directory.
 
+    ``eval_every`` ``None`` takes the algorithm's default (:attr:`AlgoSpec.eval_every`).
     ``resume`` continues the run already in ``run_dir`` (from step 0 if it has no checkpoint yet);
     it must have been made with the same algo, env, seed and hyperparameters. ``overwrite`` replaces
     it. ``load`` (a run directory) starts the new run from that run's trained weights: see
@@ -134,6 +135,7 @@ def train(algo: str, env_id: str, *, steps: int, seed: int = 0, run_dir: str | N
     spec = get_algo(algo)
     check_env_id(env_id)
     cfg = resolve_config(spec, env_id, config_file, overrides)
+    eval_every = spec.eval_every if eval_every is None else eval_every
     if steps <= 0:
         raise ConfigError(f"--steps {steps} must be positive")
     for flag, value in (("--eval-every", eval_every), ("--checkpoint-every", checkpoint_every)):
@@ -353,29 +355,44 @@ def _loop(agent, total_steps: int) -> None:
 
 
 def evaluate_run(run_dir: str | Path, episodes: int = 10, deterministic: bool = False, video: str | None = None,
-                 render: bool = False, seed: int | None = None, device: str = "auto") -> list[float]:
-    """Evaluate a run's latest checkpoint; returns the episode returns.
+                 render: bool = False, seed: int | None = None, device: str = "auto", video_length: int = 500,
+                 video_episodes: int = 1, progress: bool = True) -> list[float]:
+    """Evaluate a run's latest checkpoint; returns the ``episodes`` returns.
+
+    Episodes run side by side in a vector env (:func:`rlblocks.components.evaluator.evaluate`).
+    ``video`` records the first ``video_episodes`` of them, at most ``video_length`` frames each
+    (0: whole episodes), one at a time with a progress bar of frames; ``render`` shows every
+    episode in a window.
 
     Raises:
-        RLBlocksError: as :func:`load_run_agent`, or ``render`` without a display.
+        RLBlocksError: as :func:`load_run_agent`, a bad count, an unwritable video path, or a
+            rendering failure (naming its cause).
     """
-    from rlblocks.components.evaluator import evaluate
+    from rlblocks.components.evaluator import evaluate, record
 
-    if episodes <= 0:
-        raise ConfigError(f"--episodes {episodes} must be positive")
+    for flag, value, low in (("--episodes", episodes, 1), ("--video-length", video_length, 0),
+                             ("--video-episodes", video_episodes, 1)):
+        if value < low:
+            raise ConfigError(f"{flag} {value} must be >= {low}")
     if video is not None:
         _check_writable(Path(video))
-    agent, record = load_run_agent(Path(run_dir), for_training=False, device=device)
+    agent, record_ = load_run_agent(Path(run_dir), for_training=False, device=device)
+    env_id = record_["env_id"]
+    eval_seed = seed if seed is not None else record_["seed"] + 20_000
     try:
-        eval_seed = seed if seed is not None else int(record["seed"]) + 20_000
+        if not (video or render):
+            return evaluate(agent, env_id, episodes, eval_seed, deterministic)
+        shown = episodes if render else min(video_episodes, episodes)
         with warnings.catch_warnings():  # a failed render also makes RecordVideo warn "zero frames"
             warnings.filterwarnings("ignore", message=".*zero frames.*")
-            return evaluate(agent, record["env_id"], episodes, eval_seed, deterministic,
-                            render_mode="human" if render else None, video_path=video)
+            returns = record(agent, env_id, shown, eval_seed, deterministic, video_path=video,
+                             video_length=video_length, progress=progress)
+        return returns + (evaluate(agent, env_id, episodes - shown, eval_seed + shown, deterministic)
+                          if episodes > shown else [])
     except Exception as e:
         if not (video or render) or isinstance(e, RLBlocksError):
             raise
-        raise RLBlocksError(_render_error(record["env_id"], e, bool(video))) from None
+        raise RLBlocksError(_render_error(env_id, e, bool(video))) from None
     finally:
         _close(agent)
 

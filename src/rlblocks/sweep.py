@@ -123,7 +123,7 @@ class SweepPlan:
     envs: list[str]
     seeds: list[int]
     steps: int
-    eval_every: int
+    eval_every: int | None  # None: each algorithm's default
     checkpoint_every: int
     overrides: dict[str, str]
     device: str = "auto"
@@ -191,7 +191,7 @@ def _classify(run: SweepRun, steps: int) -> None:
 
 def plan_sweep(algos: str | list[str], envs: str | list[str], seeds: str | list[int], *, steps: int = 100_000,
                sweep_dir: str | Path | None = None, overrides: dict[str, str] | None = None,
-               eval_every: int = 10_000, checkpoint_every: int = 50_000, jobs: int = 1,
+               eval_every: int | None = None, checkpoint_every: int = 50_000, jobs: int = 1,
                device: str = "auto") -> SweepPlan:
     """Validate a sweep and decide, per run, whether to train, resume or skip it.
 
@@ -217,7 +217,7 @@ def plan_sweep(algos: str | list[str], envs: str | list[str], seeds: str | list[
     if steps <= 0:
         raise ConfigError(f"--steps {steps} must be positive")
     for flag, value in (("--eval-every", eval_every), ("--checkpoint-every", checkpoint_every)):
-        if value < 0:
+        if value is not None and value < 0:
             raise ConfigError(f"{flag} {value} must be >= 0 (0 turns it off)")
     resolve_device(device)
     for seed in seed_list:
@@ -241,7 +241,7 @@ def plan_sweep(algos: str | list[str], envs: str | list[str], seeds: str | list[
         was = " ".join(f"{k}={v}" for k, v in previous.get("overrides", {}).items()) or "(none)"
         raise RLBlocksError(f"{root} was made with --set {was}; repeat those values to continue it or pass "
                             "another --sweep-dir")
-    plan = SweepPlan(root, algo_list, env_list, seed_list, int(steps), int(eval_every), int(checkpoint_every),
+    plan = SweepPlan(root, algo_list, env_list, seed_list, int(steps), eval_every, int(checkpoint_every),
                      overrides, device, int(jobs), resolved)
     # Seed-major order: a sweep stopped early has the same seeds for every algorithm and env.
     for seed in seed_list:
@@ -274,9 +274,11 @@ def run_command(plan: SweepPlan, run: SweepRun) -> list[str]:
     # new runs and runs stopped before their first checkpoint: `train --resume` creates the run or,
     # under the run's lock, trains it again from step 0
     cmd = base + ["train", "--algo", run.algo, "--env", run.env_id, "--seed", str(run.seed),
-                  "--steps", str(plan.steps), "--run-dir", str(run.run_dir), "--eval-every", str(plan.eval_every),
+                  "--steps", str(plan.steps), "--run-dir", str(run.run_dir),
                   "--checkpoint-every", str(plan.checkpoint_every), "--device", plan.device, "--no-progress",
                   "--resume"]
+    if plan.eval_every is not None:  # else each algorithm's default
+        cmd += ["--eval-every", str(plan.eval_every)]
     if plan.overrides:
         cmd += ["--set", *(f"{k}={v}" for k, v in plan.overrides.items())]
     return cmd

@@ -72,6 +72,9 @@ class PPOConfig(BaseConfig):
     vf_coef: float = param(0.5, low=0.0, help="value loss coefficient (c1 in Eq. 9)")
     max_grad_norm: float = param(0.5, low=0.0, low_open=True, help="global gradient-norm clip")
     normalize_advantage: bool = param(True, help="normalise advantages per minibatch")
+    # One progress.csv row per rollout-and-update (as SB3 logs PPO): a row every 1,000 steps would
+    # hold no loss between two updates (2,048 × num_envs steps apart).
+    log_every: int = param(0, low=0, help="env steps between progress.csv rows (0: one row per update round)")
 
     def check(self) -> None:
         batch = self.n_steps * self.num_envs

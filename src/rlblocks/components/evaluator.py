@@ -2,50 +2,112 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from rlblocks.components.csv_log import append_csv_row, truncate_csv
-from rlblocks.envs import make_env
+from rlblocks.envs import make_env, make_vec_env
 from rlblocks.module import Module
 
 EVAL_COLUMNS = ("hours", "epoch", "frames", "score")  # STEVE's greedy.csv columns
 
 
 def evaluate(agent, env_id: str, episodes: int, seed: int, deterministic: bool = True,
-             render_mode: str | None = None, video_path: str | None = None) -> list[float]:
+             num_envs: int | None = None) -> list[float]:
     """Run ``episodes`` full episodes with ``agent.policy`` and return their undiscounted returns.
 
     Episode ``k`` is reset with ``seed + k``, so evaluations are comparable across a run. The
-    policy acts without exploration noise (``deterministic`` picks the mode of a stochastic
-    policy). The observation normaliser is only read, never updated, so it stays frozen.
-    ``video_path`` (``*.mp4``) records every episode with gymnasium's ``RecordVideo``.
+    episodes run side by side in a gymnasium vector env of ``num_envs`` envs (default: one per
+    episode; an env that finishes starts the next episode), with one batched policy call per step.
+    With a deterministic policy the returns equal one-episode-at-a-time evaluation (to float
+    rounding of batched matrix products: ``tests/test_evaluation.py``). The policy acts without
+    exploration noise (``deterministic`` picks the mode of a stochastic policy); the observation
+    normaliser is only read, so it stays frozen.
+
+    Returns:
+        ``episodes`` returns, in episode order.
     """
-    if video_path is not None:
-        render_mode = "rgb_array"
-    env = make_env(env_id, 0, render_mode)
+    from gymnasium.vector import AutoresetMode
+
+    n = max(1, min(episodes, num_envs or episodes))
+    vec = make_vec_env(env_id, n, "sync", info_keys=(), autoreset_mode=AutoresetMode.DISABLED)
+    policy, to_env = agent.policy, agent.env.to_env_action
+    returns = np.zeros(episodes)
+    episode = np.arange(n)  # the episode each env runs
+    total = np.zeros(n)
+    running = np.ones(n, dtype=bool)
+    try:
+        obs, _ = vec.reset(seed=[seed + k for k in range(n)])
+        next_episode = n
+        while running.any():
+            action = policy.act(torch.as_tensor(obs, dtype=torch.float32), explore=False, deterministic=deterministic)
+            obs, reward, terminated, truncated, _ = vec.step(to_env(action))
+            total += np.where(running, reward, 0.0)  # a finished env idles until the last one ends
+            ended = terminated | truncated
+            if not ended.any():
+                continue
+            done = running & ended
+            returns[episode[done]] = total[done]
+            total[done] = 0.0
+            seeds: list[int | None] = [None] * n
+            for i in np.flatnonzero(done):
+                if next_episode < episodes:
+                    episode[i], seeds[i] = next_episode, seed + next_episode
+                    next_episode += 1
+                else:  # no episode left: the env idles, reset unseeded so the vector env can step it
+                    running[i] = False
+            if running.any():
+                obs, _ = vec.reset(seed=seeds, options={"reset_mask": ended})
+    finally:
+        vec.close()
+    return returns.tolist()
+
+
+def record(agent, env_id: str, episodes: int, seed: int, deterministic: bool, video_path: str | None = None,
+           video_length: int = 0, progress: bool = True) -> list[float]:
+    """Run ``episodes`` episodes one at a time in a rendering env and return their returns.
+
+    With ``video_path`` (``*.mp4``) each episode is recorded by gymnasium's ``RecordVideo`` into
+    ``<stem>-episode-<k>.mp4``, at most ``video_length`` frames each (0: the whole episode), with a
+    progress bar of frames (software rendering takes ≈ 0.2 s per frame). Without it the env opens a
+    window (``render_mode="human"``). Episode ``k`` is reset with ``seed + k`` as in :func:`evaluate`.
+    """
+    from tqdm import tqdm
+
+    env = make_env(env_id, 0, "rgb_array" if video_path is not None else "human")
+    limit = env.spec.max_episode_steps if env.spec is not None else None
+    caps = [v for v in (video_length, limit) if v]
+    per_episode = min(caps) if caps else None  # frames shown per episode (for the bar's total)
     if video_path is not None:
         from gymnasium.wrappers import RecordVideo
 
         path = Path(video_path)
-        env = RecordVideo(env, str(path.parent), name_prefix=path.stem, episode_trigger=lambda _: True,
-                          disable_logger=True)
-    policy = agent.policy
-    returns = []
+        with warnings.catch_warnings():  # "overwriting existing videos" whenever the folder exists (e.g. ".")
+            warnings.filterwarnings("ignore", message=".*Overwriting existing videos.*")
+            env = RecordVideo(env, str(path.parent), name_prefix=path.stem, episode_trigger=lambda _: True,
+                              video_length=video_length, disable_logger=True)
+    bar = tqdm(total=per_episode * episodes if per_episode else None, unit="frame", desc="recording",
+               disable=not progress or video_path is None, dynamic_ncols=True)
+    policy, returns = agent.policy, []
     try:
         for k in range(episodes):
             obs, _ = env.reset(seed=seed + k)
-            total, done = 0.0, False
+            total, done, frames = 0.0, False, 0
             while not done:
-                obs_t = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
-                action = policy.act(obs_t, explore=False, deterministic=deterministic)[0]
+                action = policy.act(torch.as_tensor(obs, dtype=torch.float32)[None], explore=False,
+                                    deterministic=deterministic)[0]
                 obs, reward, terminated, truncated, _ = env.step(agent.env.to_env_action(action))
                 total += float(reward)
                 done = terminated or truncated
+                frames += 1
+                if not per_episode or frames <= per_episode:
+                    bar.update(1)
             returns.append(total)
     finally:
+        bar.close()
         env.close()
     return returns
 

@@ -17,7 +17,8 @@ BASE_COLUMNS = ("hours", "steps", "updates", "steps_per_s", "train_return", "tra
 
 
 class Logger(Module):
-    """Writes one ``progress.csv`` row (and TensorBoard scalars) every ``every`` env steps.
+    """Writes one ``progress.csv`` row (and TensorBoard scalars) every ``every`` env steps, or
+    with ``every = 0`` one after each update round (an ``optimize`` that advanced ``algo.updates``).
 
     Metrics come from every module that has ``metric_names`` and ``pop_metrics()`` (the
     algorithm's losses, entropy, temperature, ...), read once per row so the update loop never
@@ -25,7 +26,7 @@ class Logger(Module):
 
     Args:
         run_dir: directory for ``progress.csv`` and ``tb/``; ``None`` logs nothing to disk.
-        every: env steps between rows.
+        every: env steps between rows; 0: a row after each update round.
         total_steps: for the progress bar.
         progress: show a tqdm progress bar (env steps, steps/s, recent return).
     """
@@ -50,6 +51,7 @@ class Logger(Module):
         self._last_eval = None
         self._started = False
         self.last_row_steps = 0  # env steps of the last progress.csv row (kept in checkpoints)
+        self._row_updates = 0  # algo updates at the last row (every = 0)
 
     def setup(self) -> None:
         self._sources = [m for m in self.agent.modules.values() if hasattr(m, "pop_metrics")]
@@ -63,6 +65,7 @@ class Logger(Module):
         again), then open the writers and the progress bar. Called only once training really
         continues, so a resume that stops before (a finished run, an error) loses no row."""
         self._last_time, self._last_steps = time.time(), self.agent.env_steps
+        self._row_updates = self._updates()  # a checkpoint follows the row of its last update
         self._started = True
         if self.run_dir is not None:
             truncate_csv(self.run_dir / "progress.csv", "steps", self.last_row_steps)
@@ -83,10 +86,16 @@ class Logger(Module):
         self.recent_lengths.append(episode["length"])
         self.episodes += 1
 
+    def _updates(self) -> int:
+        return getattr(self.agent.modules.get("algo"), "updates", 0)
+
     def after_step(self) -> None:
         if self._bar is not None:
             self._bar.update(self.agent.env.num_envs)
-        if self.agent.env_steps >= self.next_log:
+        if self.every == 0:  # one row per update round (PPO: per rollout), so every row has losses
+            if self._updates() != self._row_updates:
+                self.write_row()
+        elif self.agent.env_steps >= self.next_log:
             self.next_log += self.every
             self.write_row()
 
@@ -100,14 +109,14 @@ class Logger(Module):
         now, steps = time.time(), self.agent.env_steps
         row = {
             "hours": round(self.hours(), 6), "steps": steps,
-            "updates": getattr(self.agent.modules.get("algo"), "updates", 0),
+            "updates": self._updates(),
             "steps_per_s": round((steps - self._last_steps) / max(now - self._last_time, 1e-9), 2),
             "train_return": float(np.mean(self.recent)) if self.recent else float("nan"),
             "train_length": float(np.mean(self.recent_lengths)) if self.recent_lengths else float("nan"),
             "episodes": self.episodes,
         }
         self._last_time, self._last_steps = now, steps
-        self.last_row_steps = steps
+        self.last_row_steps, self._row_updates = steps, row["updates"]
         for source in self._sources:
             row.update(source.pop_metrics())
         if self.run_dir is not None:
@@ -124,8 +133,9 @@ class Logger(Module):
 
     def on_train_end(self) -> None:
         """The run reached its total steps between two rows: write a last one. It comes after the final
-        checkpoint, so a resumed run that continues drops it (an uninterrupted run has no such row)."""
-        if self._started and self.agent.env_steps > self.last_row_steps:
+        checkpoint, so a resumed run that continues drops it (an uninterrupted run has no such row).
+        With one row per update round, steps after the last update get no row (it would hold no loss)."""
+        if self._started and self.every > 0 and self.agent.env_steps > self.last_row_steps:
             self.write_row()
 
     def close(self) -> None:

@@ -113,8 +113,9 @@ class KeepInfoKeys(gym.Wrapper):
 
 
 def make_vec_env(env_id: str, num_envs: int, mode: str = "sync", render_mode: str | None = None,
-                 info_keys: tuple[str, ...] | None = None, copy: bool = True) -> gym.vector.VectorEnv:
-    """A gymnasium vector env with ``SAME_STEP`` autoreset.
+                 info_keys: tuple[str, ...] | None = None, copy: bool = True,
+                 autoreset_mode: AutoresetMode = AutoresetMode.SAME_STEP) -> gym.vector.VectorEnv:
+    """A gymnasium vector env with ``SAME_STEP`` autoreset (``autoreset_mode`` to change it).
 
     With ``SAME_STEP``, a step that ends an episode returns the first observation of the next
     one and puts the true last observation in ``info["final_obs"]`` (mask ``info["_final_obs"]``),
@@ -125,7 +126,8 @@ def make_vec_env(env_id: str, num_envs: int, mode: str = "sync", render_mode: st
     own observation array, overwritten by the next step (for callers that convert it at once).
     """
     check_env_id(env_id)
-    make_env(env_id, 0).close()  # surface dependency errors here, not inside a worker process
+    if mode == "async":
+        make_env(env_id, 0).close()  # surface dependency errors here, not inside a worker process
 
     def make(i: int) -> gym.Env:
         if mode == "async":
@@ -138,4 +140,4 @@ def make_vec_env(env_id: str, num_envs: int, mode: str = "sync", render_mode: st
 
     fns = [lambda i=i: make(i) for i in range(num_envs)]
     cls = gym.vector.AsyncVectorEnv if mode == "async" else gym.vector.SyncVectorEnv
-    return cls(fns, autoreset_mode=AutoresetMode.SAME_STEP, copy=copy)
+    return cls(fns, autoreset_mode=autoreset_mode, copy=copy)
