@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir if there is one")
     t.add_argument("--overwrite", action="store_true", help="delete an existing run in --run-dir first")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: the cores other processes leave free, re-checked as it runs)")
     t.add_argument("--load", default=None, metavar="RUN_DIR",
                    help="start from another run's trained weights (policy, critic, normaliser; not optimizers, "
                         "replay or counters); same algo and observation/action shapes")
@@ -43,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--steps", type=int, default=None, help="total env steps of the run (default: as first asked)")
     r.add_argument("--device", default="auto")
     r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--threads", type=int, default=None, help="torch threads (default: adapt to the free cores)")
 
     e = sub.add_parser("eval", help="evaluate a run's latest checkpoint")
     e.add_argument("run_dir")
@@ -158,9 +161,10 @@ def main(argv: list[str] | None = None) -> int:
             run.train(args.algo, args.env, steps=args.steps, seed=args.seed, run_dir=args.run_dir,
                       config_file=args.config, overrides=overrides, eval_every=args.eval_every,
                       checkpoint_every=args.checkpoint_every, device=args.device, resume=args.resume,
-                      overwrite=args.overwrite, progress=not args.no_progress, load=args.load)
+                      overwrite=args.overwrite, progress=not args.no_progress, load=args.load, threads=args.threads)
         elif args.command == "resume":
-            run.resume_run(args.run_dir, args.steps, device=args.device, progress=not args.no_progress)
+            run.resume_run(args.run_dir, args.steps, device=args.device, progress=not args.no_progress,
+                           threads=args.threads)
         elif args.command == "eval":
             if args.video:
                 os.environ.setdefault("MUJOCO_GL", "egl")

@@ -21,7 +21,7 @@ from rlblocks.algos.ppo import PPOConfig, ppo_modules
 from rlblocks.algos.sac import SAC, SACConfig
 from rlblocks.algos.td3 import TD3, TD3Config
 from rlblocks.buffers import ReplayBuffer
-from rlblocks.components import Checkpointer, EnvRunner, Evaluator, Logger, ObsNormalizer, Replay
+from rlblocks.components import Checkpointer, EnvRunner, Evaluator, Logger, ObsNormalizer, Replay, Threads
 from rlblocks.config import BaseConfig
 from rlblocks.errors import RLBlocksError
 
@@ -38,6 +38,8 @@ class RunOptions:
     tensorboard: bool = True
     #: False for an agent that only acts (``rlblocks eval``): no replay buffer, no update module.
     training: bool = True
+    #: torch threads: ``None`` adapts to the cores other processes leave free (``components/threads.py``)
+    threads: int | None = None
 
 
 @dataclass
@@ -84,6 +86,8 @@ def _service_modules(env_id: str, cfg: BaseConfig, seed: int, opts: RunOptions) 
                Logger(opts.run_dir, cfg.log_every, opts.total_steps, opts.progress, opts.tensorboard)]
     if opts.run_dir is not None:
         modules.append(Checkpointer(opts.run_dir, opts.checkpoint_every, opts.total_steps))
+    if opts.training:
+        modules.append(Threads(opts.threads, every=1000))
     return modules
 
 

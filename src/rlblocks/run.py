@@ -78,6 +78,12 @@ def check_seed(seed: int) -> None:
         raise ConfigError(f"--seed {seed} must be an integer from 0 to {MAX_SEED}")
 
 
+def check_threads(threads: int | None) -> None:
+    """Raise :class:`ConfigError` unless ``threads`` is ``None`` (adapt) or a positive count."""
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads {threads} must be >= 1 (or omitted: adapt to the free cores)")
+
+
 def check_env_fits(spec: AlgoSpec, env_id: str, cfg: BaseConfig) -> None:
     """Check, on one env made for the purpose, that ``spec`` can act in it (action space), read its
     observations (a flat Box vector) and that the replay buffer and networks fit in memory.
@@ -114,10 +120,12 @@ def _build(spec: AlgoSpec, env_id: str, cfg: BaseConfig, seed: int, device: torc
 def train(algo: str, env_id: str, *, steps: int, seed: int = 0, run_dir: str | None = None,
           config_file: str | None = None, overrides: dict[str, Any] | None = None,
           eval_every: int | None = None, checkpoint_every: int = 50_000, device: str = "auto",
-          resume: bool = False, overwrite: bool = False, progress: bool = True, load: str | None = None) -> Path:
+          resume: bool = False, overwrite: bool = False, progress: bool = True, load: str | None = None,
+          threads: int | None = None) -> Path:
     """Train ``algo`` on ``env_id`` until ``steps`` env steps; returns the run directory.
 
-    ``eval_every`` ``None`` takes the algorithm's default (:attr:`AlgoSpec.eval_every`).
+    ``eval_every`` ``None`` takes the algorithm's default (:attr:`AlgoSpec.eval_every`); ``threads``
+    ``None`` adapts torch's threads to the free cores (:mod:`rlblocks.components.threads`).
     ``resume`` continues the run already in ``run_dir`` (from step 0 if it has no checkpoint yet);
     it must have been made with the same algo, env, seed and hyperparameters. ``overwrite`` replaces
     it. ``load`` (a run directory) starts the new run from that run's trained weights: see
@@ -142,6 +150,7 @@ def train(algo: str, env_id: str, *, steps: int, seed: int = 0, run_dir: str | N
         if value < 0:
             raise ConfigError(f"{flag} {value} must be >= 0 (0 turns it off)")
     check_seed(seed)
+    check_threads(threads)
     dev = resolve_device(device)
     check_env_fits(spec, env_id, cfg)
     path = Path(run_dir) if run_dir else default_run_dir(algo, env_id, cfg, seed)
@@ -167,12 +176,12 @@ def train(algo: str, env_id: str, *, steps: int, seed: int = 0, run_dir: str | N
         if (path / "config.json").exists():
             if resume:
                 _check_same_run(path, record, spec)
-                return _resume_locked(path, steps, device, progress)
+                return _resume_locked(path, steps, device, progress, threads)
             if not overwrite:
                 raise RLBlocksError(f"{path} already holds a run; add --resume to continue it or --overwrite to "
                                     "replace it")
             clear_run(path)
-        opts = RunOptions(path, steps, eval_every, checkpoint_every, progress)
+        opts = RunOptions(path, steps, eval_every, checkpoint_every, progress, threads=threads)
         agent = None
         try:
             atomic_write_text(path / "config.json", json.dumps(record, indent=2))
@@ -225,7 +234,7 @@ def _show(value: Any) -> str:
 
 
 def _agent_from_record(run_dir: Path, record: dict[str, Any], *, for_training: bool, total: int, device: str,
-                       progress: bool):
+                       progress: bool, threads: int | None = None):
     """A fresh agent built from a run's ``config.json`` record (nothing restored yet)."""
     spec = get_algo(record["algo"])
     cfg = spec.config_cls().updated(record["config"], f"{run_dir}/config.json")
@@ -233,14 +242,14 @@ def _agent_from_record(run_dir: Path, record: dict[str, Any], *, for_training: b
     options = record["options"]
     if for_training:
         check_env_fits(spec, record["env_id"], cfg)  # the memory check, before the buffer is allocated
-        opts = RunOptions(run_dir, total, options["eval_every"], options["checkpoint_every"], progress)
+        opts = RunOptions(run_dir, total, options["eval_every"], options["checkpoint_every"], progress, threads=threads)
     else:  # acting only: no run directory outputs, no replay buffer
         opts = RunOptions(None, total, 0, 0, False, tensorboard=False, training=False)
     return _build(spec, record["env_id"], cfg, record["seed"], resolve_device(device), opts)
 
 
 def load_run_agent(run_dir: Path, *, for_training: bool, steps: int | None = None, device: str = "auto",
-                   progress: bool = True):
+                   progress: bool = True, threads: int | None = None):
     """Rebuild a run's agent from ``config.json`` and its latest checkpoint; returns ``(agent, record)``.
 
     ``for_training=False`` builds an agent that only acts (no replay buffer, no update modules).
@@ -255,7 +264,7 @@ def load_run_agent(run_dir: Path, *, for_training: bool, steps: int | None = Non
     state = load_checkpoint(ckpt)  # verify hashes and readability before building anything
     total = steps if steps is not None else record["options"]["steps"]
     agent = _agent_from_record(run_dir, record, for_training=for_training, total=total, device=device,
-                               progress=progress)
+                               progress=progress, threads=threads)
     try:
         restore_agent(agent, ckpt, with_buffers=for_training, state=state)
     except BaseException:
@@ -264,7 +273,8 @@ def load_run_agent(run_dir: Path, *, for_training: bool, steps: int | None = Non
     return agent, record
 
 
-def resume_run(run_dir: str | Path, steps: int | None = None, device: str = "auto", progress: bool = True) -> Path:
+def resume_run(run_dir: str | Path, steps: int | None = None, device: str = "auto", progress: bool = True,
+               threads: int | None = None) -> Path:
     """Continue a run from its latest checkpoint (from step 0 if it has none yet) until ``steps``
     total env steps (default: the total it was started with).
 
@@ -275,17 +285,19 @@ def resume_run(run_dir: str | Path, steps: int | None = None, device: str = "aut
     run_dir = Path(run_dir)
     if steps is not None and steps <= 0:
         raise ConfigError(f"--steps {steps} must be positive")
+    check_threads(threads)
     read_record(run_dir)  # not a run: say so before touching the directory
     with RunLock(run_dir):
         remove_orphans(run_dir)
-        return _resume_locked(run_dir, steps, device, progress)
+        return _resume_locked(run_dir, steps, device, progress, threads)
 
 
-def _resume_locked(run_dir: Path, steps: int | None, device: str, progress: bool) -> Path:
+def _resume_locked(run_dir: Path, steps: int | None, device: str, progress: bool, threads: int | None = None) -> Path:
     record = read_record(run_dir)
     total = steps if steps is not None else record["options"]["steps"]
     if has_checkpoint(run_dir):
-        agent, record = load_run_agent(run_dir, for_training=True, steps=total, device=device, progress=progress)
+        agent, record = load_run_agent(run_dir, for_training=True, steps=total, device=device, progress=progress,
+                                       threads=threads)
         if agent.env_steps >= total:
             print(f"{run_dir} is already at {agent.env_steps} env steps (>= {total}); pass a larger --steps to "
                   "train on")
@@ -293,7 +305,8 @@ def _resume_locked(run_dir: Path, steps: int | None, device: str, progress: bool
             return run_dir
     else:  # stopped or killed before its first checkpoint: nothing to continue from
         print(f"{run_dir} has no checkpoint yet: training it from step 0")
-        agent = _agent_from_record(run_dir, record, for_training=True, total=total, device=device, progress=progress)
+        agent = _agent_from_record(run_dir, record, for_training=True, total=total, device=device, progress=progress,
+                                   threads=threads)
     if record["options"]["steps"] != total:
         record["options"]["steps"] = total
         try:

@@ -1,0 +1,108 @@
+"""The ``threads`` module: torch's intra-op threads follow the cores that other processes leave free.
+
+Small-MLP updates gain from a second thread only when a core is idle. With more runnable threads
+than cores, OpenMP's spinning workers fight each other: two default SAC HalfCheetah runs started
+together on 2 cores fell from 148 to 30 steps/s each with 2 threads, and ran at 87-93 steps/s each
+with one thread (``benchmarks/concurrency.py``, docs/benchmarks.md). With ``threads=None`` (auto,
+the default) this module sets ``torch.set_num_threads(cores - others)`` (at least 1) when training
+starts and again every ``every`` env steps, where ``others`` is the number of runnable threads of
+other processes (``/proc/loadavg`` minus this process's running threads, median of a few samples).
+
+A fixed count (``--threads N``, or ``OMP_NUM_THREADS`` in the environment) turns the adaptation
+off. SAC/TD3/DDPG updates at the default sizes are bitwise the same with 1 and 2 threads
+(measured); PPO's are not, so a PPO run that must resume bit-exactly should fix ``--threads``.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from rlblocks.module import Module
+
+
+def cores() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _running_total() -> int:
+    """Runnable threads on the machine (``/proc/loadavg``'s fourth field, ``running/total``)."""
+    with open("/proc/loadavg") as fh:
+        return int(fh.read().split()[3].split("/")[0])
+
+
+def _running_own() -> int:
+    """Threads of this process in state R (running or runnable)."""
+    n = 0
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as fh:
+                n += fh.read().rsplit(")", 1)[1].split()[0] == "R"
+        except OSError:  # the thread ended meanwhile
+            pass
+    return n
+
+
+def others_running(samples: int = 3, interval: float = 0.01, total: Callable[[], int] = _running_total,
+                   own: Callable[[], int] = _running_own) -> float | None:
+    """Median number of runnable threads of other processes, or ``None`` where ``/proc`` is missing."""
+    try:
+        counts = []
+        for i in range(samples):
+            counts.append(max(0, total() - own()))
+            if i + 1 < samples:
+                time.sleep(interval)
+    except (OSError, ValueError, IndexError):
+        return None
+    return statistics.median(counts)
+
+
+def free_threads(n_cores: int, others: float | None) -> int:
+    """Threads to use: the cores others leave free, at least 1 (all cores when unknown)."""
+    if others is None:
+        return n_cores
+    return max(1, min(n_cores, n_cores - round(others)))
+
+
+class Threads(Module):
+    """Sets torch's thread count when training starts and every ``every`` env steps (see the module
+    docstring). ``fixed``: a count to set once (no adaptation); ``None``: adapt, unless
+    ``OMP_NUM_THREADS`` is set, which is then respected."""
+
+    name = "threads"
+
+    def __init__(self, fixed: int | None = None, every: int = 1000):
+        super().__init__()
+        env = os.environ.get("OMP_NUM_THREADS", "")
+        if fixed is None and env.isdigit() and int(env) > 0:
+            fixed = int(env)
+        self.fixed, self.every = fixed, every
+        self.next_check, self.active = 0, False
+
+    def on_train_start(self) -> None:
+        """Only a run started by ``rlblocks``'s loop (``run.train``/``resume``) manages threads; an agent
+        stepped by hand (``agent.train``) leaves the caller's setting alone."""
+        self.active = True
+        if self.fixed is not None:
+            torch.set_num_threads(self.fixed)
+            return
+        self._adapt()
+        self.next_check = self.agent.env_steps + self.every
+
+    def after_step(self) -> None:
+        if self.active and self.fixed is None and self.agent.env_steps >= self.next_check:
+            self.next_check = self.agent.env_steps + self.every
+            self._adapt()
+
+    def _adapt(self) -> None:
+        n = free_threads(cores(), others_running())
+        if n != torch.get_num_threads():
+            torch.set_num_threads(n)
