@@ -57,6 +57,11 @@ class Agent:
             return modules[name]
         raise AttributeError(name)
 
+    def modules_of(self, protocol: type) -> list:
+        """The modules that declare ``protocol`` (a class such as
+        :class:`~rlblocks.module.MetricsSource`), in module order."""
+        return [m for m in self.modules.values() if isinstance(m, protocol)]
+
     def call(self, hook: str, *args: Any) -> None:
         """Call ``hook(*args)`` on every module that implements it, in module order."""
         for fn in self._hooks[hook]:

@@ -11,15 +11,15 @@ from pathlib import Path
 import numpy as np
 
 from rlblocks.components.csv_log import append_csv_row, truncate_csv
-from rlblocks.module import Module
+from rlblocks.module import Closeable, MetricsSource, Module
 
 BASE_COLUMNS = ("hours", "steps", "updates", "steps_per_s", "train_return", "train_length", "episodes")
 
 
-class Logger(Module):
+class Logger(Module, Closeable):
     """Writes one ``progress.csv`` row (and TensorBoard scalars) every ``every`` env steps.
 
-    Metrics come from every module that has ``metric_names`` and ``pop_metrics()`` (the
+    Metrics come from every module that declares :class:`~rlblocks.module.MetricsSource` (the
     algorithm's losses, entropy, temperature, ...), read once per row so the update loop never
     synchronises. ``train_return`` is the mean return of the last 10 finished episodes.
 
@@ -52,7 +52,7 @@ class Logger(Module):
         self.last_row_steps = 0  # env steps of the last progress.csv row (kept in checkpoints)
 
     def setup(self) -> None:
-        self._sources = [m for m in self.agent.modules.values() if hasattr(m, "pop_metrics")]
+        self._sources = self.agent.modules_of(MetricsSource)
         self._columns = list(BASE_COLUMNS) + [n for m in self._sources for n in m.metric_names]
 
     def hours(self) -> float:
