@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from rlblocks.errors import RLBlocksError
 from rlblocks.module import HOOKS, Module
+
+P = TypeVar("P")
 
 
 class Agent:
@@ -57,7 +59,7 @@ class Agent:
             return modules[name]
         raise AttributeError(name)
 
-    def modules_of(self, protocol: type) -> list:
+    def modules_of(self, protocol: type[P]) -> list[P]:
         """The modules that declare ``protocol`` (a class such as
         :class:`~rlblocks.module.MetricsSource`), in module order."""
         return [m for m in self.modules.values() if isinstance(m, protocol)]
