@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from rlblocks.algos.auxiliary import AuxInputs
 from rlblocks.algos.merl import MERLConfig, MERLHeads, cosine_distance, future_obs_targets, variance_explained
-from rlblocks.buffers.rollout import RolloutBatch
 from rlblocks.errors import ConfigError
 
 
@@ -93,7 +93,7 @@ def test_cosine_distance_masks_rows():
 def test_heads_loss_on_a_hand_built_batch():
     torch.manual_seed(0)
     cfg = MERLConfig(n_steps=2, num_envs=2, n_minibatches=1)
-    heads = MERLHeads(feature_dim=3, obs_dim=2, cfg=cfg, device=torch.device("cpu"))
+    heads = MERLHeads(feature_dim=3, obs_dim=2, ve_coef=cfg.ve_coef, fs_coef=cfg.fs_coef, nfs=cfg.nfs)
 
     class Buf:  # the two fields prepare() reads, plus shape
         size = 4
@@ -105,8 +105,7 @@ def test_heads_loss_on_a_hand_built_batch():
     features = torch.randn(4, 3, requires_grad=True)
     ret, old_v = torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([1.0, 2.0, 3.0, 3.0])
     index = torch.tensor([3, 0, 2, 1])
-    b = RolloutBatch(None, None, None, old_v, None, ret, index)
-    loss = heads.loss(b, features)
+    loss = heads.loss(AuxInputs(features, ret, old_v, None, index))  # as PPO calls it: rollout rows
     ve = 1 - (3 / 16) / (5 / 4)
     ve_loss = (heads.heads.ve(features).squeeze(-1) - ve).square().mean()
     fs_target = Buf.next_obs.view(4, 2)[index]
@@ -148,14 +147,18 @@ def test_ppo_merl_agent_updates_heads(one_thread):
 
 # ----------------------------------------------------------------------------- on DDPG/TD3/SAC critics
 def test_off_policy_critic_merl_loss_on_a_hand_built_batch():
-    """Critic.td_loss with ``merl``: Q loss + 0.5 L_VE + 0.01 L_FS, per member of a 2-critic
-    ensemble, VE target from the TD target and the detached Q, FS target the next observation."""
+    """Critic.td_loss with a MERLHeads module beside it: Q loss + 0.5 L_VE + 0.01 L_FS, per member of
+    a 2-critic ensemble, VE target from the TD target and the detached Q, FS target the next observation."""
+    from rlblocks.agent import Agent
     from rlblocks.algos.off_policy import Critic, OffPolicyConfig
     from rlblocks.buffers.replay import Batch
 
     torch.manual_seed(0)
     cfg = OffPolicyConfig(hidden_sizes=[8, 8], num_critics=2, merl=True)
     critic = Critic(obs_dim=3, act_dim=2, cfg=cfg, device=torch.device("cpu"))
+    merl = MERLHeads(8, 3, cfg.ve_coef, cfg.fs_coef, ensemble_size=2)
+    Agent([critic, merl], cfg, torch.device("cpu"))  # setup: the critic finds the auxiliary loss
+    assert critic.trainable_parameters()[-4:] == merl.parameters()
     B = 6
     b = Batch(obs=torch.randn(B, 3), action=torch.randn(B, 2), reward=torch.zeros(B), discount=torch.zeros(B),
               next_obs=torch.randn(B, 3))
@@ -168,7 +171,7 @@ def test_off_policy_critic_merl_loss_on_a_hand_built_batch():
         h = torch.relu(torch.relu(x @ layers[0].weight + layers[0].bias) @ layers[1].weight + layers[1].bias)  # [2, B, 8]
         q = (h @ layers[2].weight + layers[2].bias).squeeze(-1)
         expected = 0.5 * ((q - target) ** 2).mean(1).sum()
-        aux = critic.aux
+        aux = merl.heads
         for e in range(2):
             ve = 1 - torch.var(target - q[e], unbiased=False) / torch.var(target, unbiased=False)
             ve_pred = (h[e] @ aux.ve.weight[e] + aux.ve.bias[e]).squeeze(-1)
@@ -179,7 +182,7 @@ def test_off_policy_critic_merl_loss_on_a_hand_built_batch():
     torch.testing.assert_close(loss, expected)
     loss.backward()
     assert aux.ve.weight.grad.abs().sum() > 0 and aux.fs.weight.grad.abs().sum() > 0
-    assert set(critic.pop_metrics()) == {"ve_loss", "fs_loss"}
+    assert set(merl.pop_metrics()) == {"ve_loss", "fs_loss"}
 
 
 def test_off_policy_merl_heads_join_the_critic_optimizer(one_thread):
@@ -192,10 +195,13 @@ def test_off_policy_merl_heads_join_the_critic_optimizer(one_thread):
         agent = build_agent(spec, "Pendulum-v1", cfg, 0, torch.device("cpu"),
                             RunOptions(None, 200, eval_every=0, checkpoint_every=0, progress=False, tensorboard=False))
         try:
-            before = [p.detach().clone() for p in agent.critic.aux.parameters()]
+            assert isinstance(agent.aux, MERLHeads) and "aux" not in agent.critic.state_dict()
+            stepped = agent.algo.optimizers()["critic" if algo == "td3" else "adam"].param_groups[0]["params"]
+            assert all(any(p is q for q in stepped) for p in agent.aux.parameters())
+            before = [p.detach().clone() for p in agent.aux.parameters()]
             agent.train(100)
-            assert all(not torch.equal(a, p) for a, p in zip(before, agent.critic.aux.parameters()))
-            metrics = agent.critic.pop_metrics()
+            assert all(not torch.equal(a, p) for a, p in zip(before, agent.aux.parameters()))
+            metrics = agent.aux.pop_metrics()
             assert np.isfinite(metrics["ve_loss"]) and 0 <= metrics["fs_loss"] <= 2
         finally:
             agent.env.close()

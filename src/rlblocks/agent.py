@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from rlblocks.errors import RLBlocksError
 from rlblocks.module import HOOKS, Module
+
+P = TypeVar("P")
 
 
 class Agent:
@@ -56,6 +58,11 @@ class Agent:
         if name in modules:
             return modules[name]
         raise AttributeError(name)
+
+    def modules_of(self, protocol: type[P]) -> list[P]:
+        """The modules that declare ``protocol`` (a class such as
+        :class:`~rlblocks.module.MetricsSource`), in module order."""
+        return [m for m in self.modules.values() if isinstance(m, protocol)]
 
     def call(self, hook: str, *args: Any) -> None:
         """Call ``hook(*args)`` on every module that implements it, in module order."""

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from rlblocks.errors import CheckpointError
+from rlblocks.module import ArrayCheckpoint
 
 FORMAT_VERSION = 1
 
@@ -74,9 +75,8 @@ def save_checkpoint(root: Path, agent, keep_full: int = 2) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         state = agent.state_dict()
-        for mod_name, module in agent.modules.items():
-            if module.checkpoint_format == "npz":
-                module.save(tmp / f"{mod_name}.npz")
+        for module in agent.modules_of(ArrayCheckpoint):
+            module.save(tmp / f"{module.name}.npz")
         torch.save(state, tmp / "state.pt")
         files = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
         meta = {"format_version": FORMAT_VERSION, "env_steps": agent.env_steps, "files": files}
@@ -205,10 +205,9 @@ def restore_agent(agent, path: Path, with_buffers: bool = True, state: dict[str,
         raise CheckpointError(f"checkpoint {path} does not match this agent ({type(e).__name__}: "
                               f"{str(e).splitlines()[0][:200]}); was it written with another config?") from None
     if with_buffers:
-        for mod_name, module in agent.modules.items():
-            if module.checkpoint_format == "npz":
-                npz = path / f"{mod_name}.npz"
-                if not npz.exists():
-                    raise CheckpointError(f"{npz} is missing (an older periodic checkpoint keeps weights only); "
-                                          "resume from the latest checkpoint")
-                module.load(npz)
+        for module in agent.modules_of(ArrayCheckpoint):
+            npz = path / f"{module.name}.npz"
+            if not npz.exists():
+                raise CheckpointError(f"{npz} is missing (an older periodic checkpoint keeps weights only); "
+                                      "resume from the latest checkpoint")
+            module.load(npz)

@@ -4,10 +4,18 @@ Design after mrl (Pitis et al. 2020, "mrl: modular RL", github.com/spitis/mrl): 
 ordered set of modules; every hook a module defines is called by :class:`rlblocks.agent.Agent`
 in module order. A module reaches its peers through ``self.agent.<name>`` and never keeps copies
 of them, so each module saves and loads only its own state.
+
+Beyond the hooks, a module takes part in the agent's services by declaring a protocol: it
+inherits one of the abstract bases below (:class:`MetricsSource`, :class:`ArrayCheckpoint`,
+:class:`Closeable`) and the service finds it with ``agent.modules_of(protocol)``, never by
+``hasattr`` or by the module's name. A declared protocol whose methods are missing is an error
+when the module is built (``TypeError`` from :mod:`abc`), not a silent skip.
 """
 
 from __future__ import annotations
 
+import abc
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -31,13 +39,13 @@ class Module:
     Attributes:
         name: the attribute name under which the agent exposes this module.
         requires: names of other modules that must be attached, checked at agent construction.
-        checkpoint_format: ``"pt"`` (state goes into the torch checkpoint) or ``"npz"`` (large
-            arrays such as replay buffers, saved as a separate ``<name>.npz``).
+
+    Its :meth:`state_dict` goes into the torch checkpoint (``state.pt``); large arrays go through
+    :class:`ArrayCheckpoint` instead.
     """
 
     name: str = ""
     requires: tuple[str, ...] = ()
-    checkpoint_format: str = "pt"
 
     def __init__(self, name: str | None = None):
         if name is not None:
@@ -55,3 +63,42 @@ class Module:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+
+# ----------------------------------------------------------------------------- protocols
+class MetricsSource(abc.ABC):
+    """Reports scalar metrics (losses, entropy, ...) to the logger, one ``progress.csv`` column each.
+
+    ``metric_names`` fixes the columns (in this order) when the logger is set up; ``pop_metrics()``
+    is called once per log row and returns the means since the previous call, ``{name: float}``
+    (NaN where nothing was recorded), so the update loop itself never synchronises with the host.
+    """
+
+    metric_names: tuple[str, ...] = ()
+
+    @abc.abstractmethod
+    def pop_metrics(self) -> dict[str, float]:
+        """Means of each of ``metric_names`` since the last call; resets them."""
+
+
+class ArrayCheckpoint(abc.ABC):
+    """Holds arrays too large for ``state.pt`` (replay, rollout buffers): a checkpoint saves them as
+    ``<module name>.npz`` beside it, read back with ``allow_pickle=False``. Only the newest
+    checkpoints keep these files (see :mod:`rlblocks.checkpoint`)."""
+
+    @abc.abstractmethod
+    def save(self, path: Path) -> None:
+        """Write the arrays to ``path`` (an ``.npz`` file)."""
+
+    @abc.abstractmethod
+    def load(self, path: Path) -> None:
+        """Restore the arrays :meth:`save` wrote to ``path``."""
+
+
+class Closeable(abc.ABC):
+    """Holds outside resources (env processes, open files, a progress bar) that the run releases
+    with ``close()`` when it ends, normally or not. ``close()`` must be safe to call twice."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the resources."""

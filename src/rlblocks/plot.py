@@ -5,9 +5,10 @@
 algorithm, the mean curve over seeds and a shaded band of ± one standard error. Seeds are
 aligned by linear interpolation on a common step grid spanning the steps that every seed of
 the group reached. Next to the figure it writes ``<stem>_summary.md`` and ``<stem>_summary.csv``:
-per env × algorithm, the number of seeds, the final score (mean ± std over seeds), the best point
-of the mean curve (± std over seeds there) and the interquartile mean (IQM) of the final scores
-(Agarwal et al. 2021, "Deep RL at the Edge of the Statistical Precipice").
+per env × algorithm, the number of seeds, the final score (mean ± std over seeds, and the mean's 95%
+bootstrap interval), the interquartile mean (IQM) of the final scores with its 95% bootstrap
+interval (Agarwal et al. 2021, "Deep RL at the Edge of the Statistical Precipice"; computed in
+:mod:`rlblocks.aggregate` with SciPy) and the best point of the mean curve (± std over seeds there).
 
 Metrics: ``eval`` reads ``eval.csv`` (``score`` against ``frames``); ``train`` reads
 ``progress.csv`` (``train_return`` against ``steps``).
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rlblocks.aggregate import CONFIDENCE, Estimate, interval_estimate
 from rlblocks.errors import RLBlocksError
 
 #: metric → (file, x column, y column, axis label)
@@ -99,16 +101,6 @@ def align(curves: list[tuple[np.ndarray, np.ndarray]], max_points: int = MAX_POI
     return grid, np.stack([np.interp(grid, x, y) for x, y in curves])
 
 
-def iqm(values) -> float:
-    """Interquartile mean: the mean of the middle 50% (``scipy.stats.trim_mean(x, 0.25)``)."""
-    x = np.sort(np.asarray(values, dtype=float))
-    n = x.size
-    if n == 0:
-        return float("nan")
-    cut = int(0.25 * n)
-    return float(x[cut:n - cut].mean())
-
-
 def _std(values: np.ndarray) -> np.ndarray:
     """Sample standard deviation over axis 0 (ddof=1); 0 for a single seed."""
     return values.std(axis=0, ddof=1) if values.shape[0] > 1 else np.zeros(values.shape[1:])
@@ -130,14 +122,17 @@ class GroupSummary:
     best_mean: float
     best_std: float
     best_step: float
-    iqm_final: float
+    final_mean_ci: Estimate  # the mean of the final scores with its bootstrap interval
+    iqm_final: Estimate  # their interquartile mean with its bootstrap interval
 
     def row(self, metric: str) -> dict:
-        """Plain values for the CSV table."""
+        """Plain values for the CSV table (interval bounds NaN for one seed)."""
         return {"env": self.env_id, "algo": self.algo, "metric": metric, "seeds": self.seeds,
                 "final_step": int(self.final_step), "final_mean": self.final_mean, "final_std": self.final_std,
-                "best_mean": self.best_mean, "best_std": self.best_std, "best_step": int(self.best_step),
-                "iqm_final": self.iqm_final}
+                "final_mean_ci_low": self.final_mean_ci.low, "final_mean_ci_high": self.final_mean_ci.high,
+                "iqm_final": self.iqm_final.value, "iqm_final_ci_low": self.iqm_final.low,
+                "iqm_final_ci_high": self.iqm_final.high,
+                "best_mean": self.best_mean, "best_std": self.best_std, "best_step": int(self.best_step)}
 
 
 def summarize(env_id: str, algo: str, curves: list[tuple[np.ndarray, np.ndarray]]) -> GroupSummary:
@@ -148,21 +143,29 @@ def summarize(env_id: str, algo: str, curves: list[tuple[np.ndarray, np.ndarray]
     best = int(np.argmax(mean))
     final = values[:, -1]
     return GroupSummary(env_id, algo, n, grid, mean, std / math.sqrt(n), float(grid[-1]), float(final.mean()),
-                        float(std[-1]), float(mean[best]), float(std[best]), float(grid[best]), iqm(final))
+                        float(std[-1]), float(mean[best]), float(std[best]), float(grid[best]),
+                        interval_estimate(final, "mean"), interval_estimate(final, "iqm"))
+
+
+def _interval(e: Estimate) -> str:
+    return "–" if math.isnan(e.low) else f"[{e.low:.2f}, {e.high:.2f}]"
 
 
 def markdown_table(groups: list[GroupSummary], metric: str) -> str:
     """The summary as a Markdown table."""
     label = METRICS[metric][3]
+    pct = f"{CONFIDENCE:.0%}"
     lines = [(f"Summary of {label} ({metric}); final = at the last step every seed reached; best = best point "
-              "of the mean curve; ± is the standard deviation over seeds; IQM = interquartile mean of final scores."),
+              "of the mean curve; ± is the standard deviation over seeds; IQM = interquartile mean of final scores; "
+              f"[low, high] = {pct} percentile-bootstrap interval over seeds (– for one seed)."),
              "",
-             "| env | algo | seeds | final step | final (mean ± std) | best (mean ± std) | best at step | IQM final |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             (f"| env | algo | seeds | final step | final (mean ± std) | final mean {pct} CI | IQM final | "
+              f"IQM {pct} CI | best (mean ± std) | best at step |"),
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for g in groups:
         lines.append(f"| {g.env_id} | {g.algo} | {g.seeds} | {int(g.final_step)} | {g.final_mean:.2f} ± "
-                     f"{g.final_std:.2f} | {g.best_mean:.2f} ± {g.best_std:.2f} | {int(g.best_step)} | "
-                     f"{g.iqm_final:.2f} |")
+                     f"{g.final_std:.2f} | {_interval(g.final_mean_ci)} | {g.iqm_final.value:.2f} | "
+                     f"{_interval(g.iqm_final)} | {g.best_mean:.2f} ± {g.best_std:.2f} | {int(g.best_step)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -188,11 +191,12 @@ def plot_sweep(sweep_dir: str | Path, out: str | Path | None = None, metric: str
         raise RLBlocksError(f"{root} is not a directory; pass a sweep directory made by `rlblocks sweep`")
     try:
         import matplotlib
+        import scipy.stats  # noqa: F401 - the summary's statistics (rlblocks.aggregate)
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise RLBlocksError('rlblocks plot needs matplotlib: pip install -e ".[plot]"') from None
+        raise RLBlocksError('rlblocks plot needs matplotlib and scipy: pip install -e ".[plot]"') from None
     runs = find_runs(root)
     if not runs:
         raise RLBlocksError(f"no runs under {root} (no config.json naming algo, env_id and seed); "

@@ -16,6 +16,7 @@ import torch
 from rlblocks.agent import Agent
 from rlblocks.algos.ddpg import DDPG, DDPGConfig
 from rlblocks.algos.merl import MERLConfig, merl_modules
+from rlblocks.algos.merl_heads import MERLHeads
 from rlblocks.algos.off_policy import Critic, DeterministicPolicy, GaussianPolicy, OffPolicyConfig
 from rlblocks.algos.ppo import PPOConfig, ppo_modules
 from rlblocks.algos.sac import SAC, SACConfig
@@ -75,8 +76,11 @@ def _off_policy_modules(algo_cls, policy_kind: str):
         if not opts.training:  # acting only: no replay buffer to allocate, no critic, no update
             return [env, normalizer, policy] + _service_modules(env_id, cfg, seed, opts)
         buffer = ReplayBuffer(cfg.buffer_size, cfg.num_envs, obs_shape, act_dim, cfg.gamma, cfg.n_step, device)
-        modules = [env, normalizer, Replay(buffer), policy, Critic(obs_dim, act_dim, cfg, device), algo_cls(cfg)]
-        return modules + _service_modules(env_id, cfg, seed, opts)
+        modules = [env, normalizer, Replay(buffer), policy, Critic(obs_dim, act_dim, cfg, device)]
+        if cfg.merl:  # an auxiliary-loss module; built right after the critic, as when it owned the heads: same init draws
+            modules.append(MERLHeads(cfg.hidden_sizes[-1], obs_dim, cfg.ve_coef, cfg.fs_coef,
+                                     ensemble_size=cfg.num_critics, device=device))
+        return modules + [algo_cls(cfg)] + _service_modules(env_id, cfg, seed, opts)
 
     return build
 

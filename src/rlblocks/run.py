@@ -33,6 +33,7 @@ from rlblocks.envs import check_env_id, make_env
 from rlblocks.errors import ConfigError, Interrupted, RLBlocksError
 from rlblocks.load import LoadSource, check_load_source, load_weights  # noqa: F401 - re-exported
 from rlblocks.memory import check_memory
+from rlblocks.module import Closeable
 from rlblocks.registry import AlgoSpec, RunOptions, build_agent, check_action_space, get_algo
 from rlblocks.rundir import RunLock, clear_run, read_record, remove_orphans
 
@@ -319,9 +320,8 @@ def _resume_locked(run_dir: Path, steps: int | None, device: str, progress: bool
 
 
 def _close(agent) -> None:
-    for name in ("logger", "env"):
-        if name in agent.modules:
-            agent.modules[name].close()
+    for module in agent.modules_of(Closeable):
+        module.close()
 
 
 def _loop(agent, total_steps: int) -> None:

@@ -1,6 +1,7 @@
 """MERL's auxiliary heads and losses (Flet-Berliac & Preux 2019, "MERL: Multi-Head Reinforcement
-Learning"), shared by ``ppo-merl`` (``algos/merl.py``) and the ``merl`` option of the off-policy
-critics (DDPG/TD3/SAC, ``algos/off_policy.py``).
+Learning"): the :class:`MERLHeads` auxiliary-loss module (``algos/auxiliary.py``), the same module
+for ``ppo-merl`` (``algos/merl.py``) and for ``--set merl=true`` of DDPG/TD3/SAC (added by the
+registry beside the critic).
 
 Two linear heads sit beside the value head on the critic's last hidden layer:
 
@@ -9,7 +10,10 @@ Two linear heads sit beside the value head on the critic's last hidden layer:
   GAE return and ``V`` the value at collection time; for a Q critic ``R`` is the TD target and
   ``V`` the critic's (detached) prediction ``Q(s, a)``, as in the authors' DDPG variant.
 - **FS** (future state) predicts an observation ahead; loss is the cosine distance
-  ``1 - cos(fs_head(s), s_future)`` over valid pairs.
+  ``1 - cos(fs_head(s), s_future)`` over valid pairs. For PPO ``s_future`` is the observation
+  ``nfs`` steps later in the same env's trajectory (pairs that would cross an episode end are
+  masked out); for a replayed transition it is its next observation (the true final one at an
+  episode end, so a pair never crosses an episode).
 
 Both are computed per critic member when the critic is an ensemble (features ``[E, B, H]``) and
 summed over members, like the critic loss.
@@ -21,6 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlblocks.algos.auxiliary import AuxiliaryLoss, AuxInputs
+from rlblocks.metrics import MetricSums
+from rlblocks.module import MetricsSource
 from rlblocks.nets.distributions import orthogonal_init
 from rlblocks.nets.ensemble import EnsembleLinear
 
@@ -92,3 +99,58 @@ class AuxHeads(nn.Module):
         ve_pred = self.ve(features).squeeze(-1)  # [..., B]
         ve_loss = (ve_pred - ve_target.unsqueeze(-1)).square().mean(-1).sum()
         return ve_loss, cosine_distance(self.fs(features), fs_target, fs_mask)
+
+
+class MERLHeads(AuxiliaryLoss, MetricsSource):
+    """The ``aux`` module: MERL's VE and FS heads on the critic's features, weighted loss
+    ``ve_coef · L_VE + fs_coef · L_FS``; logs ``ve_loss`` and ``fs_loss``.
+
+    Args:
+        feature_dim: width ``H`` of the critic's last hidden layer.
+        obs_dim: observation size ``D`` (the FS head's output).
+        ve_coef, fs_coef: weights of the two losses.
+        nfs: steps ahead the FS head predicts in a rollout (:meth:`prepare`); a replayed
+            transition has only its next observation (``nfs = 1``).
+        ensemble_size: ``E`` for an ensemble critic (one pair of heads per member, features
+            ``[E, B, H]``); ``None`` for one critic (features ``[B, H]``, orthogonal init as PPO's heads).
+        device: where the heads live.
+    """
+
+    metric_names = ("ve_loss", "fs_loss")
+    needs_next_obs = True
+
+    def __init__(self, feature_dim: int, obs_dim: int, ve_coef: float, fs_coef: float, nfs: int = 1,
+                 ensemble_size: int | None = None, device: torch.device | str = "cpu", name: str | None = None):
+        super().__init__(name)
+        self.ve_coef, self.fs_coef, self.nfs = ve_coef, fs_coef, nfs
+        self.heads = AuxHeads(feature_dim, obs_dim, ensemble_size).to(device)
+        self._target = self._valid = None
+        self.metrics = MetricSums(self.metric_names)
+
+    def parameters(self) -> list[nn.Parameter]:
+        return list(self.heads.parameters())
+
+    def prepare(self, rollout) -> None:
+        """FS targets ``s_{t+nfs}`` of every rollout row and the mask of pairs inside one episode."""
+        target, valid = future_obs_targets(rollout.next_obs, rollout.terminated, rollout.truncated, self.nfs)
+        self._target, self._valid = target.view(rollout.size, -1), valid.view(rollout.size)
+
+    def loss(self, inputs: AuxInputs) -> torch.Tensor:
+        ve_target = variance_explained(inputs.returns, inputs.values)  # no gradient: targets and predictions are data
+        if inputs.index is None:  # a replayed transition: its next observation, always in the same episode
+            fs_target, fs_mask = inputs.next_obs, None
+        else:  # rollout rows: the targets prepare() built for them
+            fs_target, fs_mask = self._target[inputs.index], self._valid[inputs.index]
+        ve_loss, fs_loss = self.heads.losses(inputs.features, ve_target, fs_target, fs_mask)
+        self.metrics.add((ve_loss, fs_loss))
+        return self.ve_coef * ve_loss + self.fs_coef * fs_loss
+
+    def pop_metrics(self) -> dict[str, float]:
+        return self.metrics.pop()
+
+    def state_dict(self):
+        return {"heads": self.heads.state_dict(), "metrics": self.metrics.state_dict()}
+
+    def load_state_dict(self, state):
+        self.heads.load_state_dict(state["heads"])
+        self.metrics.load_state_dict(state.get("metrics"))

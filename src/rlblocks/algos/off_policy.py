@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 import torch
 
-from rlblocks.algos.merl_heads import AuxHeads, variance_explained
+from rlblocks.algos.auxiliary import AuxiliaryLoss, AuxInputs, add_auxiliary_losses, auxiliary_parameters
 from rlblocks.config import BaseConfig, param
 from rlblocks.errors import ConfigError
 from rlblocks.explore import make_noise
 from rlblocks.metrics import MetricSums
-from rlblocks.module import Module
+from rlblocks.module import MetricsSource, Module
 from rlblocks.nets import DeterministicActor, QEnsemble, SquashedGaussianActor, target_copy
 
 
@@ -35,6 +35,7 @@ class OffPolicyConfig(BaseConfig):
     num_critics: int = param(2, low=1, high=64, help="Q ensemble size (min over members in targets)")
     n_step: int = param(1, low=1, high=100, help="steps in the n-step return target")
     layer_norm: bool = param(False, help="LayerNorm in the critic's hidden layers")
+    # merl adds a module (MERLHeads, an AuxiliaryLoss; see registry.py): the critic does not know it
     merl: bool = param(False, help="MERL auxiliary heads (variance explained, future state) on the critic trunk")
     ve_coef: float = param(0.5, low=0.0, help="MERL: weight of the variance-explained loss")
     fs_coef: float = param(0.01, low=0.0, help="MERL: weight of the future-state cosine loss")
@@ -62,55 +63,51 @@ def make_adam(params, lr: float) -> torch.optim.Adam:
 class Critic(Module):
     """The ``critic`` module: a :class:`QEnsemble` of ``num_critics`` members and its target copy.
 
-    With ``cfg.merl`` it also owns MERL's VE and FS heads on each member's last hidden layer
-    (``algos/merl_heads.py``; Flet-Berliac & Preux 2019): :meth:`td_loss` then adds
-    ``ve_coef · L_VE + fs_coef · L_FS``, with the VE target ``1 - Var[y - Q] / Var[y]`` from the TD
-    target ``y`` and the detached prediction, and the FS target the replayed next observation
-    (the true one at episode ends, so a pair never crosses an episode), and logs both losses.
+    The agent's auxiliary-loss modules (:class:`~rlblocks.algos.auxiliary.AuxiliaryLoss`, e.g.
+    MERL's heads with ``merl=true``) work on each member's last hidden layer: their parameters are
+    part of :meth:`trainable_parameters` and :meth:`td_loss` adds their terms, with the TD target
+    ``y`` as the returns, the detached ``Q(s, a)`` as the values and the replayed next observation.
     """
 
     name = "critic"
-    metric_names: tuple[str, ...] = ()
 
     def __init__(self, obs_dim: int, act_dim: int, cfg: OffPolicyConfig, device: torch.device):
         super().__init__()
         self.cfg = cfg
         self.q = QEnsemble(obs_dim, act_dim, cfg.hidden_sizes, cfg.num_critics, cfg.layer_norm).to(device)
         self.q_target = target_copy(self.q)
-        self.aux = AuxHeads(cfg.hidden_sizes[-1], obs_dim, cfg.num_critics).to(device) if cfg.merl else None
-        if cfg.merl:
-            self.metric_names = ("ve_loss", "fs_loss")
-            self.metrics = MetricSums(self.metric_names)
+        self.aux_losses: list[AuxiliaryLoss] = []  # found in setup; none for a critic outside an agent
+
+    def setup(self) -> None:
+        self.aux_losses = self.agent.modules_of(AuxiliaryLoss)
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
-        """What the critic optimiser steps: the Q ensemble and, with MERL, its heads."""
-        return list(self.q.parameters()) + ([] if self.aux is None else list(self.aux.parameters()))
+        """What the critic optimiser steps: the Q ensemble, then the auxiliary losses' parameters."""
+        return list(self.q.parameters()) + auxiliary_parameters(self.aux_losses)
 
     def td_loss(self, b, target: torch.Tensor, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(loss, Q(s, a) [E, B])`` with ``loss = scale · sum_e mean_B (Q_e - y)^2`` (+ MERL terms)."""
+        """``(loss, Q(s, a) [E, B])`` with ``loss = scale · sum_e mean_B (Q_e - y)^2`` + auxiliary losses.
+
+        Shapes: ``b`` a replay batch of ``B`` transitions, ``target`` the TD target ``y [B]``.
+        """
         q_values, hidden = self.q(b.obs, b.action, return_hidden=True)
         loss = scale * (q_values - target).square().mean(1).sum()
-        if self.aux is None:
-            return loss, q_values
-        ve_loss, fs_loss = self.aux.losses(hidden, variance_explained(target, q_values.detach()), b.next_obs)
-        self.metrics.add((ve_loss, fs_loss))
-        return loss + self.cfg.ve_coef * ve_loss + self.cfg.fs_coef * fs_loss, q_values
-
-    def pop_metrics(self) -> dict[str, float]:
-        return {} if self.aux is None else self.metrics.pop()
+        if self.aux_losses:
+            aux_inputs = AuxInputs(hidden, target, q_values.detach(), b.next_obs, None)
+            loss = add_auxiliary_losses(loss, self.aux_losses, aux_inputs)
+        return loss, q_values
 
     def state_dict(self):
-        state = {"q": self.q.state_dict(), "q_target": self.q_target.state_dict()}
-        if self.aux is not None:
-            state.update(aux=self.aux.state_dict(), metrics=self.metrics.state_dict())
-        return state
+        return {"q": self.q.state_dict(), "q_target": self.q_target.state_dict()}
 
     def load_state_dict(self, state):
         self.q.load_state_dict(state["q"])
         self.q_target.load_state_dict(state["q_target"])
-        if self.aux is not None:
-            self.aux.load_state_dict(state["aux"])
-            self.metrics.load_state_dict(state.get("metrics"))
+        if "aux" in state:
+            # Written before MERL's heads became the ``aux`` module (they were ``critic.aux`` and
+            # ``critic.metrics``): hand them to it. The agent loads modules in order and skips the
+            # ``aux`` that such a checkpoint lacks, so this is what the heads keep.
+            self.agent.modules["aux"].load_state_dict({"heads": state["aux"], "metrics": state.get("metrics")})
 
 
 class Policy(Module):
@@ -191,7 +188,7 @@ class DeterministicPolicy(Policy):
         self.noise.load_state_dict(state["noise"])
 
 
-class OffPolicyAlgorithm(Module):
+class OffPolicyAlgorithm(Module, MetricsSource):
     """Base of the ``algo`` modules: decides when to update and accumulates metrics.
 
     After ``learning_starts`` env steps, every ``train_freq`` vector steps, runs

@@ -19,9 +19,9 @@ clips no value by default), and annealing from the full learning rate at the fir
 
 Modules: ``policy`` (:class:`PPOPolicy`, actor + critic; ``act`` caches the normalised
 observation and its sampled action), ``rollout`` (:class:`Rollout`, fills a :class:`RolloutBuffer`)
-and ``algo`` (:class:`PPO`: scores the full rollout in one pass, then the update). An optional
-``aux`` module (e.g. MERL's heads, ``algos/merl.py``) adds loss terms computed from the critic's
-trunk features.
+and ``algo`` (:class:`PPO`: scores the full rollout in one pass, then the update). Auxiliary-loss
+modules (:class:`~rlblocks.algos.auxiliary.AuxiliaryLoss`, e.g. MERL's heads for ``ppo-merl``) add
+loss terms computed from the critic's trunk features.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rlblocks.algos.auxiliary import AuxiliaryLoss, AuxInputs, add_auxiliary_losses, auxiliary_parameters
 from rlblocks.algos.ppo_loss import clipped_ppo_loss
 from rlblocks.buffers.rollout import RolloutBuffer
 from rlblocks.components.normalizer import ObsNormalizer
@@ -40,7 +41,7 @@ from rlblocks.components.return_normalizer import ReturnNormalizer
 from rlblocks.config import BaseConfig, param
 from rlblocks.errors import ConfigError, RLBlocksError
 from rlblocks.metrics import MetricSums
-from rlblocks.module import Module
+from rlblocks.module import ArrayCheckpoint, MetricsSource, Module
 from rlblocks.nets.activations import relu_layer, tanh_layer
 from rlblocks.nets.distributions import CategoricalHead, DiagGaussianHead, orthogonal_init
 from rlblocks.nets.ensemble import EnsembleLinear
@@ -196,7 +197,7 @@ class PPOPolicy(Module):
         self.net.load_state_dict(state["net"])
 
 
-class Rollout(Module):
+class Rollout(Module, ArrayCheckpoint):
     """The ``rollout`` module: stores each vector step in a :class:`RolloutBuffer`.
 
     Rewards pass through ``agent.return_normalizer`` when present. Where an episode is truncated,
@@ -206,7 +207,6 @@ class Rollout(Module):
 
     name = "rollout"
     requires = ("policy", "normalizer")
-    checkpoint_format = "npz"
 
     def __init__(self, buffer: RolloutBuffer):
         super().__init__()
@@ -234,12 +234,15 @@ class Rollout(Module):
         self.buffer.load(path)
 
 
-class PPO(Module):
+class PPO(Module, MetricsSource):
     """The ``algo`` module: when the rollout is full, ``n_epochs`` passes of clipped-surrogate updates.
 
     Args:
         cfg: the resolved :class:`PPOConfig`.
         total_steps: env steps of the whole run, the horizon of the learning-rate annealing.
+
+    Auxiliary-loss modules (:class:`~rlblocks.algos.auxiliary.AuxiliaryLoss`) join the optimiser;
+    each gets ``prepare(rollout)`` once per rollout and adds ``loss(...)`` to every minibatch's loss.
 
     Metrics (means since the logger's last row): the losses of Eq. 9, entropy, approximate KL
     ``½ E[(log pi_old - log pi)^2]``, the fraction of clipped ratios, explained variance of the
@@ -258,10 +261,8 @@ class PPO(Module):
         self.metrics = MetricSums(self.metric_names)
 
     def setup(self) -> None:
-        self.aux = self.agent.modules.get("aux")  # optional auxiliary losses (MERL)
-        params = list(self.agent.policy.net.parameters())
-        if self.aux is not None:
-            params += list(self.aux.parameters())
+        self.aux_losses = self.agent.modules_of(AuxiliaryLoss)  # e.g. MERL's heads
+        params = list(self.agent.policy.net.parameters()) + auxiliary_parameters(self.aux_losses)
         # One flat tensor: zeroing, the global-norm clip and Adam are one op each (nets/flat.py).
         self.flat = FlatParameters(params)
         fused = self.agent.device.type in ("cpu", "cuda")
@@ -275,8 +276,8 @@ class PPO(Module):
         steps_before = self.agent.env_steps - buf.size
         frac = max(0.0, 1.0 - steps_before / self.total_steps) if self.total_steps > 0 else 1.0
         self.score_rollout(buf)
-        if self.aux is not None:
-            self.aux.prepare(buf)
+        for aux in self.aux_losses:
+            aux.prepare(buf)
         self.update(buf, frac)
         buf.reset()
 
@@ -318,8 +319,9 @@ class PPO(Module):
                 entropy = entropy.mean()
                 if cfg.ent_coef:  # - c2 S[pi]; baselines' MuJoCo default is 0: no entropy graph to differentiate
                     loss = loss - cfg.ent_coef * entropy
-                if self.aux is not None:
-                    loss = loss + self.aux.loss(b, v_features)
+                if self.aux_losses:  # terms on the critic's features, e.g. MERL's heads
+                    aux_inputs = AuxInputs(v_features, b.ret, b.value, None, b.index)
+                    loss = add_auxiliary_losses(loss, self.aux_losses, aux_inputs)
                 self.flat.zero_grad()
                 loss.backward()
                 self.flat.clip_grad_norm_(cfg.max_grad_norm)
@@ -360,7 +362,8 @@ def explained_variance(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor
 
 def ppo_modules(env, cfg: PPOConfig, device: torch.device, total_steps: int, aux_factory=None) -> list[Module]:
     """The learner modules of PPO for ``env`` (an :class:`EnvRunner`): normalisers, policy,
-    rollout, optional ``aux`` (``aux_factory(feature_dim, obs_dim, device)``) and the update.
+    rollout, an optional auxiliary-loss module (``aux_factory(feature_dim, obs_dim, device)`` →
+    :class:`~rlblocks.algos.auxiliary.AuxiliaryLoss`) and the update.
 
     Raises:
         RLBlocksError: observations that are not a flat vector, or actions neither Box nor Discrete.
@@ -381,7 +384,7 @@ def ppo_modules(env, cfg: PPOConfig, device: torch.device, total_steps: int, aux
     policy = PPOPolicy(net, device)
     aux = aux_factory(net.feature_dim, obs_shape[0], device) if aux_factory is not None else None
     buffer = RolloutBuffer(cfg.n_steps, cfg.num_envs, obs_shape, action_shape, device,
-                           store_next_obs=getattr(aux, "needs_next_obs", False))
+                           store_next_obs=aux is not None and aux.needs_next_obs)
     modules: list[Module] = [ObsNormalizer(obs_shape, cfg.normalize_obs, cfg.obs_clip).to(device),
                              ReturnNormalizer(cfg.num_envs, cfg.gamma, cfg.normalize_reward, cfg.reward_clip),
                              policy, Rollout(buffer)]

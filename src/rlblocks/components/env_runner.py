@@ -10,10 +10,10 @@ import torch
 
 from rlblocks.envs import make_vec_env
 from rlblocks.errors import CheckpointError, RLBlocksError
-from rlblocks.module import Module
+from rlblocks.module import Closeable, Module
 
 
-class EnvRunner(Module):
+class EnvRunner(Module, Closeable):
     """Steps a gymnasium vector env (``SAME_STEP`` autoreset) with ``agent.policy``.
 
     ``step()`` returns ``(exp, finished)``: ``exp`` holds CPU tensors with leading dim

@@ -11,16 +11,16 @@ from pathlib import Path
 import numpy as np
 
 from rlblocks.components.csv_log import append_csv_row, truncate_csv
-from rlblocks.module import Module
+from rlblocks.module import Closeable, MetricsSource, Module
 
 BASE_COLUMNS = ("hours", "steps", "updates", "steps_per_s", "train_return", "train_length", "episodes")
 
 
-class Logger(Module):
+class Logger(Module, Closeable):
     """Writes one ``progress.csv`` row (and TensorBoard scalars) every ``every`` env steps, or
     with ``every = 0`` one after each update round (an ``optimize`` that advanced ``algo.updates``).
 
-    Metrics come from every module that has ``metric_names`` and ``pop_metrics()`` (the
+    Metrics come from every module that declares :class:`~rlblocks.module.MetricsSource` (the
     algorithm's losses, entropy, temperature, ...), read once per row so the update loop never
     synchronises. ``train_return`` is the mean return of the last 10 finished episodes.
 
@@ -54,7 +54,7 @@ class Logger(Module):
         self._row_updates = 0  # algo updates at the last row (every = 0)
 
     def setup(self) -> None:
-        self._sources = [m for m in self.agent.modules.values() if hasattr(m, "pop_metrics")]
+        self._sources = self.agent.modules_of(MetricsSource)
         self._columns = list(BASE_COLUMNS) + [n for m in self._sources for n in m.metric_names]
 
     def hours(self) -> float:

@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from rlblocks.buffers.replay import ReplayBuffer
-from rlblocks.module import Module
+from rlblocks.module import ArrayCheckpoint, Module
 
 
-class Replay(Module):
+class Replay(Module, ArrayCheckpoint):
     """Agent-side wrapper of :class:`rlblocks.buffers.ReplayBuffer` (saved as ``replay.npz``)."""
 
     name = "replay"
-    checkpoint_format = "npz"
 
     def __init__(self, buffer: ReplayBuffer):
         super().__init__()

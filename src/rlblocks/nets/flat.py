@@ -10,11 +10,23 @@ The same idea as Apex/DeepSpeed's flat master parameters.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import inspect
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
 from torch.optim.adam import adam
+
+
+def accepts_keyword(fn: Callable, name: str) -> bool:
+    """Whether ``fn`` takes the keyword argument ``name``."""
+    return name in inspect.signature(fn).parameters
+
+
+#: torch 2.7 merged AdamW into Adam: its functional ``adam`` (and the optimiser's param groups) gained
+#: ``decoupled_weight_decay``. torch 2.4-2.6 have neither, and passing it there is a TypeError.
+#: Checked once, at import, on the installed torch's signature.
+_ADAM_DECOUPLED_WEIGHT_DECAY = accepts_keyword(adam, "decoupled_weight_decay")
 
 
 class FlatParameters:
@@ -72,11 +84,14 @@ class FlatParameters:
         The first call, which creates the state, goes through ``optimizer.step()``.
 
         Raises:
-            ValueError: ``optimizer`` does not hold exactly ``self.param`` in one group, or uses amsgrad.
+            ValueError: ``optimizer`` is not a ``torch.optim.Adam`` (before torch 2.7 ``AdamW`` is another
+                class, whose decoupled decay this step would not apply), does not hold exactly
+                ``self.param`` in one group, or uses amsgrad.
         """
         groups = optimizer.param_groups
         params = groups[0]["params"]
-        if len(groups) != 1 or len(params) != 1 or params[0] is not self.param or groups[0]["amsgrad"]:
+        if (not isinstance(optimizer, torch.optim.Adam) or len(groups) != 1 or len(params) != 1
+                or params[0] is not self.param or groups[0]["amsgrad"]):
             raise ValueError("adam_step needs an Adam optimizer over [flat.param] alone, without amsgrad")
         state = optimizer.state.get(self.param)
         if not state:
@@ -84,8 +99,9 @@ class FlatParameters:
             return
         g = groups[0]
         beta1, beta2 = g["betas"]
+        decoupled = g.get("decoupled_weight_decay", False)  # AdamW is Adam with this flag from torch 2.7
+        extra = {"decoupled_weight_decay": decoupled} if _ADAM_DECOUPLED_WEIGHT_DECAY else {}
         adam([self.param], [self.param.grad], [state["exp_avg"]], [state["exp_avg_sq"]], [], [state["step"]],
              foreach=g["foreach"], capturable=g["capturable"], differentiable=g["differentiable"],
-             fused=g["fused"], decoupled_weight_decay=g.get("decoupled_weight_decay", False),
-             amsgrad=False, beta1=beta1, beta2=beta2, lr=g["lr"], weight_decay=g["weight_decay"],
-             eps=g["eps"], maximize=g["maximize"])
+             fused=g["fused"], amsgrad=False, beta1=beta1, beta2=beta2, lr=g["lr"],
+             weight_decay=g["weight_decay"], eps=g["eps"], maximize=g["maximize"], **extra)
