@@ -33,7 +33,10 @@ REFERENCE = json.loads((Path(__file__).parent / "data" / "merl_reference.json").
 #: name → (algorithm, overrides, env steps); seed 0 on Pendulum-v1. PPO: 4 rollouts × 2 epochs × 4
 #: minibatches, FS two steps ahead (masks at episode ends); SAC/TD3: 150 updates of 2 critics.
 CASES = {
-    "ppo-merl": ("ppo-merl", {"n_steps": "64", "n_minibatches": "4", "n_epochs": "2", "nfs": "2"}, 256),
+    # log_every as when the reference was recorded (PPO then logged every 1,000 steps, so the metric
+    # sums are still in the state after 256 steps)
+    "ppo-merl": ("ppo-merl", {"n_steps": "64", "n_minibatches": "4", "n_epochs": "2", "nfs": "2",
+                              "log_every": "1000"}, 256),
     "sac-merl": ("sac", {"merl": "true", "learning_starts": "50", "batch_size": "32", "hidden_sizes": "32,32"}, 200),
     "td3-merl": ("td3", {"merl": "true", "learning_starts": "50", "batch_size": "32", "hidden_sizes": "32,32"}, 200),
 }
