@@ -1,6 +1,13 @@
-"""Environment construction, seeding and exact state snapshots (gymnasium 1.x)."""
+"""Environment construction, seeding and exact state snapshots (gymnasium 1.x), and the tasks
+rlblocks registers: velocity-masked POMDPs (``*NoVel-*``) and dynamics-randomised MuJoCo tasks
+(``*DR-v5``)."""
 
+from rlblocks.envs.dynamics import DynamicsRandomization, register_dynamics_envs
 from rlblocks.envs.make import check_env_id, make_env, make_vec_env
+from rlblocks.envs.pomdp import MaskVelocity, register_pomdp_envs
 from rlblocks.envs.snapshot import Snapshot
 
-__all__ = ["Snapshot", "check_env_id", "make_env", "make_vec_env"]
+register_pomdp_envs()
+register_dynamics_envs()
+
+__all__ = ["DynamicsRandomization", "MaskVelocity", "Snapshot", "check_env_id", "make_env", "make_vec_env"]

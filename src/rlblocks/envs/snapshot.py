@@ -6,7 +6,8 @@ future transitions for the env families we support:
 * the env's ``np_random`` bit-generator state (reset noise, stochastic dynamics);
 * ``TimeLimit``'s elapsed-step counter (so truncation happens at the same step);
 * MuJoCo envs: the integration state from ``mujoco.mj_getState(mjSTATE_INTEGRATION)``
-  (qpos, qvel, act, warm-start, controls, time, ...);
+  (qpos, qvel, act, warm-start, controls, time, ...) and the model arrays of :data:`MODEL_FIELDS`
+  (changed per episode by dynamics randomisation);
 * other envs (classic control, Box2D-free toy envs): their public array/number attributes
   such as Pendulum's ``state`` and ``last_u``.
 
@@ -19,6 +20,11 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
+
+#: MuJoCo model arrays saved in snapshots (what :class:`rlblocks.envs.dynamics.DynamicsRandomization`
+#: changes): body masses and inertias, joint damping, geom friction.
+MODEL_FIELDS = ("body_mass", "body_inertia", "dof_damping", "geom_friction")
 
 
 def _time_limit(env: gym.Env) -> gym.wrappers.TimeLimit | None:
@@ -62,6 +68,8 @@ class Snapshot(gym.Wrapper):
             state = np.empty(mujoco.mj_stateSize(model, spec))
             mujoco.mj_getState(model, data, state, spec)
             snap["mujoco"] = state.tolist()
+            # the model parameters dynamics randomisation changes per episode (envs/dynamics.py)
+            snap["model"] = {name: getattr(model, name).tolist() for name in MODEL_FIELDS}
         else:
             attrs = {}
             for key, value in vars(base).items():
@@ -106,6 +114,8 @@ class Snapshot(gym.Wrapper):
             limit._elapsed_steps = snap["elapsed"]
         if "mujoco" in snap:
             mujoco, model, data = _mujoco_parts(base)
+            for name, values in snap.get("model", {}).items():
+                getattr(model, name)[:] = np.asarray(values, dtype=np.float64)
             mujoco.mj_setState(model, data, np.asarray(snap["mujoco"], dtype=np.float64),
                                mujoco.mjtState.mjSTATE_INTEGRATION)
         for key, spec in snap.get("attrs", {}).items():
@@ -140,6 +150,11 @@ def _check_snapshot(snap: dict[str, Any], reference: dict[str, Any]) -> None:
         state = snap.get("mujoco")
         if not (isinstance(state, list) and len(state) == len(reference["mujoco"]) and all(map(_is_number, state))):
             raise ValueError(f"snapshot 'mujoco' must be {len(reference['mujoco'])} numbers")
+    if "model" in snap:
+        fields = snap["model"]
+        if not isinstance(fields, dict) or set(fields) - set(MODEL_FIELDS) or any(
+                np.shape(v) != np.shape(reference["model"][k]) or not _numeric_list(v) for k, v in fields.items()):
+            raise ValueError(f"snapshot 'model' must hold {', '.join(MODEL_FIELDS)} of this env's shapes")
     attrs, ref_attrs = snap.get("attrs", {}), reference.get("attrs", {})
     if not isinstance(attrs, dict):
         raise ValueError("snapshot 'attrs' is not an object")
