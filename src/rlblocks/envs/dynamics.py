@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.envs.registration import WrapperSpec
+
+from rlblocks.envs.variants import register_variant
 
 DEFAULT_RANGES = {"mass": (0.7, 1.3), "damping": (0.5, 1.5), "friction": (0.5, 1.5)}
 
@@ -85,13 +86,6 @@ def register_dynamics_envs() -> None:
     from rlblocks.envs.pomdp import MUJOCO_STRUCTURE
 
     for task in MUJOCO_STRUCTURE:
-        new_id, base_id = f"{task}DR-v5", f"{task}-v5"
-        if new_id in gym.registry or base_id not in gym.registry:
-            continue
-        base = gym.spec(base_id)
-        gym.register(new_id, entry_point=base.entry_point, reward_threshold=base.reward_threshold,
-                     max_episode_steps=base.max_episode_steps, kwargs=dict(base.kwargs),
-                     additional_wrappers=(*base.additional_wrappers,
-                                          WrapperSpec("DynamicsRandomization",
-                                                      "rlblocks.envs.dynamics:DynamicsRandomization",
-                                                      {k: list(v) for k, v in DEFAULT_RANGES.items()})))
+        register_variant(f"{task}DR-v5", f"{task}-v5", "DynamicsRandomization",
+                         "rlblocks.envs.dynamics:DynamicsRandomization",
+                         {k: list(v) for k, v in DEFAULT_RANGES.items()})

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.envs.registration import WrapperSpec
+
+from rlblocks.envs.variants import register_variant
 
 #: ``id: (base id, zeroed indices)`` for the classic-control and Box2D tasks.
 CLASSIC = {
@@ -88,21 +89,13 @@ class MaskVelocity(gym.ObservationWrapper):
         return observation
 
 
-def _register(new_id: str, base_id: str, indices: tuple[int, ...]) -> None:
-    if new_id in gym.registry or base_id not in gym.registry:
-        return
-    base = gym.spec(base_id)
-    gym.register(new_id, entry_point=base.entry_point, reward_threshold=base.reward_threshold,
-                 max_episode_steps=base.max_episode_steps, kwargs=dict(base.kwargs),
-                 additional_wrappers=(*base.additional_wrappers,
-                                      WrapperSpec("MaskVelocity", "rlblocks.envs.pomdp:MaskVelocity",
-                                                  {"indices": list(indices)})),
-                 vector_entry_point=None)
+_MASK = "rlblocks.envs.pomdp:MaskVelocity"
 
 
 def register_pomdp_envs() -> None:
     """Register every NoVel id whose base task is registered (idempotent)."""
     for new_id, (base_id, indices) in CLASSIC.items():
-        _register(new_id, base_id, indices)
+        register_variant(new_id, base_id, "MaskVelocity", _MASK, {"indices": list(indices)})
     for task, structure in MUJOCO_STRUCTURE.items():
-        _register(f"{task}NoVel-v5", f"{task}-v5", velocity_indices(structure))
+        register_variant(f"{task}NoVel-v5", f"{task}-v5", "MaskVelocity", _MASK,
+                         {"indices": list(velocity_indices(structure))})

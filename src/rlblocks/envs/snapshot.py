@@ -21,7 +21,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-
 #: MuJoCo model arrays saved in snapshots (what :class:`rlblocks.envs.dynamics.DynamicsRandomization`
 #: changes): body masses and inertias, joint damping, geom friction.
 MODEL_FIELDS = ("body_mass", "body_inertia", "dof_damping", "geom_friction")
