@@ -194,3 +194,25 @@ def test_episode_tracking_survives_save_load_and_wrap(tmp_path):
     # env 1's step 3 lost its episode's first steps to the ring: its episode starts at the oldest row
     row3 = 3 % 6
     assert other.episode_start_row(torch.tensor([row3]), torch.tensor([1])).tolist() == [row3]
+
+
+def test_n_step_her_goal_reached_is_terminal_with_her_terminal():
+    """With ``terminal_on_success`` (BitFlip): reaching the relabelled goal mid-window ends the return
+    there without bootstrapping; a stored termination of the REAL goal is only an episode end."""
+    buf = build(n_step=3, terminated=frozenset({(2, 0)}))
+    stage = HindsightRelabel(parse_strategy("future_4"), sparse_reward, terminal_on_success=True)
+    t, e = torch.tensor([0, 2, 1, 2]), torch.tensor([0, 0, 1, 1])
+    goal = torch.tensor([[ag(1, 0)], [ag(0, 0)], [ag(3, 1)], [ag(9, 9)]])
+    b = buf.assemble(t, e, replace={"desired_goal": goal}, reward_fn=stage.reward_fn(buf, goal))
+    # env 0, t=0, goal reached at step 1: r = -1 + 1/2 * 0, terminal at step 1: discount 0, next obs of step 1
+    # env 0, t=2, goal never reached; the stored termination at 2 (the real goal) ends the episode but is
+    #   not terminal for this goal: r = -1, bootstrap gamma^1
+    # env 1, t=1, goal reached at step 3 (also the truncation): r = -1 - 1/2 + 1/4 * 0, terminal: discount 0
+    # env 1, t=2, unreachable goal, truncated at 3: r = -1 - 1/2, gamma^2
+    torch.testing.assert_close(b.reward, torch.tensor([-1.0, -1.0, -1.5, -1.5]))
+    torch.testing.assert_close(b.discount, torch.tensor([0.0, 0.5, 0.0, 0.25]))
+    assert b.next_obs["achieved_goal"][:, 0].tolist() == [ag(1, 0), ag(2, 0), ag(3, 1), ag(3, 1)]
+    one = build(n_step=1, terminated=frozenset({(2, 0)}))
+    b1 = one.assemble(t, e, replace={"desired_goal": goal}, reward_fn=stage.reward_fn(one, goal))
+    torch.testing.assert_close(b1.reward, torch.tensor([-1.0, -1.0, -1.0, -1.0]))
+    torch.testing.assert_close(b1.discount, torch.tensor([0.5, 0.5, 0.5, 0.5]))

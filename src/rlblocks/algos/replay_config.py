@@ -27,6 +27,8 @@ class ReplayConfig(BaseConfig):
     n_step: int = param(1, low=1, high=100, help="steps in the n-step return target")
     her: str = param("future_4", help="goal envs only: hindsight relabelling strategy (future_k, final, episode_k, "
                      "futureactual_f_a, rfaab_r_f_a_ach_b) or none")
+    her_terminal: bool = param(False, help="goal envs: a step that reaches its (relabelled) goal is terminal (mrl's "
+                               "first_visit_succ), for envs that end at the goal (BitFlip); false: never terminal")
     her_clip_target: bool = param(False, help="goal envs: clip TD targets to [-1/(1-gamma), 0] (sparse -1/0 rewards)")
 
     def check(self) -> None:

@@ -102,13 +102,18 @@ class HindsightRelabel:
         compute_reward: the env's ``compute_reward(achieved [N, G], desired [N, G], info) -> [N]``
             (NumPy, vectorised).
         goal_key, achieved_key: the observation keys of the desired and achieved goals.
+        terminal_on_success: a step whose recomputed reward is 0 (its goal reached, in the sparse
+            -1/0 convention) is terminal for that goal (mrl's ``first_visit_succ``), for envs that
+            end at the goal (BitFlip); otherwise the stored ``terminated`` flags hold (goal envs
+            that never terminate: mrl's ``never_done``).
 
     ``buffer`` must store dict observations with ``track_episodes=True``.
     """
 
     def __init__(self, strategy: Strategy, compute_reward, goal_key: str = "desired_goal",
-                 achieved_key: str = "achieved_goal"):
+                 achieved_key: str = "achieved_goal", terminal_on_success: bool = False):
         self.strategy = strategy
+        self.terminal_on_success = terminal_on_success
         self.compute_reward = compute_reward
         self.goal_key, self.achieved_key = goal_key, achieved_key
         self._cum = torch.tensor(np.cumsum(strategy.probs)[:-1], dtype=torch.float64)
@@ -148,7 +153,8 @@ class HindsightRelabel:
         return buffer.assemble(t, e, replace={self.goal_key: goal}, reward_fn=self.reward_fn(buffer, goal))
 
     def reward_fn(self, buffer: ReplayBuffer, goal: torch.Tensor):
-        """``idx [B, n] -> rewards [B, n]``: ``compute_reward`` of each step's achieved goal for ``goal [B, G]``."""
+        """``idx [B, n] -> (rewards [B, n], terminal [B, n] or None)``: ``compute_reward`` of each step's
+        achieved goal for ``goal [B, G]`` (and, with ``terminal_on_success``, ``reward == 0``)."""
         ag = buffer.flat(buffer.next_obs[self.achieved_key])
 
         def rewards(idx: torch.Tensor) -> torch.Tensor:
@@ -156,6 +162,7 @@ class HindsightRelabel:
             desired = np.broadcast_to(goal.cpu().numpy()[:, None, :], achieved.shape)
             G = achieved.shape[-1]
             r = self.compute_reward(achieved.reshape(-1, G), np.ascontiguousarray(desired).reshape(-1, G), None)
-            return torch.as_tensor(np.asarray(r, dtype=np.float32).reshape(idx.shape), device=idx.device)
+            r = torch.as_tensor(np.asarray(r, dtype=np.float32).reshape(idx.shape), device=idx.device)
+            return r, (r > -0.5 if self.terminal_on_success else None)
 
         return rewards

@@ -44,9 +44,10 @@ class Batch(NamedTuple):
     discount: torch.Tensor
 
 
-#: ``reward_fn(idx) -> [B, n]``: rewards of the stored transitions at flat indices ``idx [B, n]``
-#: (a relabel stage's recomputed rewards; see :meth:`ReplayBuffer.assemble`).
-RewardFn = Callable[[torch.Tensor], torch.Tensor]
+#: ``reward_fn(idx) -> (rewards [B, n], terminal [B, n] or None)``: rewards of the stored
+#: transitions at flat indices ``idx [B, n]`` and, optionally, which of them are terminal (a
+#: relabel stage's recomputed rewards and goal-reached flags; see :meth:`ReplayBuffer.assemble`).
+RewardFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
 
 
 class ReplayBuffer:
@@ -226,15 +227,25 @@ class ReplayBuffer:
             replace: ``{key: [B, ...]}`` values that replace those keys of a dict observation in
                 both ``obs`` and ``next_obs`` (a relabelled goal).
             reward_fn: recomputes the stored rewards: called with the flat indices ``[B, n]`` of
-                the steps summed (``[B, 1]`` for 1-step), returns their rewards ``[B, n]``.
+                the steps considered (``[B, 1]`` for 1-step), returns their rewards ``[B, n]`` and
+                either ``None`` (the stored ``terminated`` flags hold) or terminal flags ``[B, n]``
+                that replace them: the return stops after a terminal step and does not bootstrap
+                from it; stored episode ends still end the window (without cutting the bootstrap
+                unless terminal).
         """
         E = self.num_envs
         first = t * E + e
         action = self.flat(self.action)[first]
         if self.n_step == 1:
             last = first
-            reward = self.flat(self.reward)[first] if reward_fn is None else reward_fn(first[:, None])[:, 0]
-            discount = self.gamma * (~self.flat(self.terminated)[first]).float()
+            if reward_fn is None:
+                reward = self.flat(self.reward)[first]
+                discount = self.gamma * (~self.flat(self.terminated)[first]).float()
+            else:
+                rewards, terminal = reward_fn(first[:, None])
+                reward = rewards[:, 0]
+                terminal = self.flat(self.terminated)[first] if terminal is None else terminal[:, 0]
+                discount = self.gamma * (~terminal).float()
         else:
             # steps t..t+n-1 of the same env; a step counts if every earlier one was not an
             # episode end and it is not newer than the newest stored row.
@@ -242,14 +253,23 @@ class ReplayBuffer:
             rows = (t[:, None] + self._offsets) % self.rows  # [B, n]
             idx = rows * E + e[:, None]
             done = self.flat(self.terminated)[idx] | self.flat(self.truncated)[idx]
+            terminal = None
+            if reward_fn is None:
+                rewards = self.flat(self.reward)[idx]
+            else:
+                rewards, terminal = reward_fn(idx)
+                if terminal is not None:  # the relabelled goal reached: the return stops there too
+                    done = done | terminal
             valid = self._offsets < ahead[:, None]
             ended_before = torch.cumsum(done.int(), 1) - done.int()  # episode ends strictly before j
             alive = valid & (ended_before == 0)
             m = alive.sum(1)  # >= 1
-            rewards = self.flat(self.reward)[idx] if reward_fn is None else reward_fn(idx)
             reward = (rewards * alive * self._powers[:-1]).sum(1)
             last = idx.gather(1, (m - 1)[:, None]).squeeze(1)
-            discount = self._powers[m] * (~self.flat(self.terminated)[last]).float()
+            if terminal is None:
+                discount = self._powers[m] * (~self.flat(self.terminated)[last]).float()
+            else:
+                discount = self._powers[m] * (~terminal.gather(1, (m - 1)[:, None]).squeeze(1)).float()
         return Batch(self._gather_obs(self.obs, first, replace), action, reward,
                      self._gather_obs(self.next_obs, last, replace), discount)
 

@@ -19,12 +19,14 @@ class HindsightReplay(Replay, Closeable):
         buffer: a :class:`ReplayBuffer` of dict observations made with ``track_episodes=True``.
         env_id: the env whose ``compute_reward`` recomputes rewards (one env is made for it).
         strategy: goal sources' probabilities.
+        terminal_on_success: reaching the (relabelled) goal is terminal (see :class:`HindsightRelabel`).
     """
 
-    def __init__(self, buffer: ReplayBuffer, env_id: str, strategy: Strategy):
+    def __init__(self, buffer: ReplayBuffer, env_id: str, strategy: Strategy, terminal_on_success: bool = False):
         super().__init__(buffer)
         self._reward_env = make_env(env_id)
-        self.stage = HindsightRelabel(strategy, compute_reward_fn(self._reward_env))
+        self.stage = HindsightRelabel(strategy, compute_reward_fn(self._reward_env),
+                                      terminal_on_success=terminal_on_success)
 
     def sample(self, batch_size: int) -> Batch:
         return self.stage.sample(self.buffer, batch_size)

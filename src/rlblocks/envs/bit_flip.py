@@ -3,9 +3,12 @@ Replay" (arXiv 1707.01495, Sec. 3.1).
 
 The state is ``n`` bits, the goal another ``n`` bits, both uniform at reset (redrawn until they
 differ). Action ``i`` flips bit ``i``. Reward is sparse: ``-1`` unless the state equals the goal,
-then ``0``. An episode lasts ``n`` steps (truncation); by default it never terminates (goal envs
-never terminate, so hindsight-relabelled goals keep consistent targets: mrl's ``never_done``);
-``terminate_on_success=True`` ends it at the goal as in the paper.
+then ``0``. An episode lasts at most ``n`` steps (truncation) and ends (``terminated``) at the goal,
+as Stable-Baselines3's ``BitFlippingEnv``: unlike Fetch, every action moves away from the goal, so a
+never-ending episode could finish at the goal only when its steps left have the parity of the bits
+still wrong (half of the episodes). Train it with ``her_terminal=true`` (the registry's BitFlip
+preset), which makes reaching a relabelled goal terminal too (mrl's ``first_visit_succ``);
+``terminate_on_success=False`` gives the never-terminating variant.
 
 Registered as ``BitFlip-v0`` (``n_bits=10``; ``gym.make("BitFlip-v0", n_bits=N)`` for other sizes)
 and ``BitFlip{N}-v0`` for N in 5, 10, 15, 20, 25, 30, 40, 50 (the ids the CLI can name).
@@ -27,7 +30,7 @@ class BitFlipEnv(gym.Env):
     Args:
         n_bits: number of bits (>= 1).
         max_steps: steps before truncation (default ``n_bits``, the HER paper's horizon).
-        terminate_on_success: end the episode (``terminated``) when the goal is reached.
+        terminate_on_success: end the episode (``terminated``) when the goal is reached (default).
         render_mode: must be ``None`` (no rendering).
 
     Raises:
@@ -36,7 +39,7 @@ class BitFlipEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, n_bits: int = 10, max_steps: int | None = None, terminate_on_success: bool = False,
+    def __init__(self, n_bits: int = 10, max_steps: int | None = None, terminate_on_success: bool = True,
                  render_mode: str | None = None):
         if render_mode is not None:
             raise ValueError(f"BitFlip has no rendering (render_mode={render_mode!r})")
