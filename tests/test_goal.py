@@ -11,12 +11,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from test_determinism import assert_same_run, final_state, progress_rows
 
 from rlblocks import run
 from rlblocks.components.goal_normalizer import GoalNormalizer
 from rlblocks.envs import make_env
 from rlblocks.errors import RLBlocksError
-from test_determinism import assert_same_run, final_state, progress_rows
 
 
 def test_bit_flip_env_rewards_success_termination_and_snapshot():

@@ -28,8 +28,8 @@ from rlblocks.buffers.her import parse_strategy
 from rlblocks.components import Checkpointer, EnvRunner, Evaluator, Logger, ObsNormalizer, Replay, Threads
 from rlblocks.components.goal_normalizer import GoalNormalizer
 from rlblocks.components.her_replay import HindsightReplay
-from rlblocks.envs.goal import goal_shapes, network_obs_dim
 from rlblocks.config import BaseConfig
+from rlblocks.envs.goal import goal_shapes, network_obs_dim
 from rlblocks.errors import RLBlocksError
 
 

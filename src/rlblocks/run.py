@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlblocks.checkpoint import atomic_write_text, has_checkpoint, latest_checkpoint, load_checkpoint, restore_agent
 from rlblocks.algos.replay_config import ReplayConfig
+from rlblocks.checkpoint import atomic_write_text, has_checkpoint, latest_checkpoint, load_checkpoint, restore_agent
 from rlblocks.config import BaseConfig, load_config_file
 from rlblocks.envs import check_env_id, make_env
 from rlblocks.envs.goal import is_goal_space

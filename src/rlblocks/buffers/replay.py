@@ -18,8 +18,8 @@ Discrete.
 from __future__ import annotations
 
 import zipfile
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np

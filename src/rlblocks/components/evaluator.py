@@ -6,7 +6,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from rlblocks.components.csv_log import append_csv_row, truncate_csv
 from rlblocks.envs import make_env, make_vec_env

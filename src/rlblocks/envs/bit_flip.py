@@ -37,7 +37,7 @@ class BitFlipEnv(gym.Env):
         ValueError: ``n_bits`` or ``max_steps`` below 1, or a ``render_mode``.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": []}  # noqa: RUF012 - gymnasium's convention
 
     def __init__(self, n_bits: int = 10, max_steps: int | None = None, terminate_on_success: bool = True,
                  render_mode: str | None = None):
