@@ -122,14 +122,21 @@ def _service_modules(env_id: str, cfg: BaseConfig, seed: int, opts: RunOptions) 
 # Pendulum settings) and 1k random warm-up steps.
 _PENDULUM = {"learning_starts": 1000, "actor_lr": 1e-3, "critic_lr": 1e-3, "hidden_sizes": [64, 64]}
 
+# Goal envs (gymnasium-robotics Fetch*, PointMaze*): mrl's normaliser (per key, raw clip 200,
+# normalised clip 5), HER's gamma 0.98 and targets clipped to the sparse-reward range.
+_GOAL_ENV = {"normalize_obs": True, "obs_clip": 5.0, "gamma": 0.98, "her_clip_target": True,
+             "actor_lr": 1e-3, "critic_lr": 1e-3, "learning_starts": 1000}
+_GOAL_PRESETS = {"Fetch*": _GOAL_ENV, "PointMaze*": _GOAL_ENV}
+
 ALGOS: dict[str, AlgoSpec] = {
     "sac": AlgoSpec("sac", SACConfig, _off_policy_modules(SAC, "gaussian"), "continuous",
                     "Soft Actor-Critic, automatic temperature (Haarnoja et al. 2018)",
-                    presets={"Pendulum-*": {**_PENDULUM, "alpha_lr": 1e-3}}),
+                    presets={"Pendulum-*": {**_PENDULUM, "alpha_lr": 1e-3}, **_GOAL_PRESETS}),
     "td3": AlgoSpec("td3", TD3Config, _off_policy_modules(TD3, "deterministic"), "continuous",
-                    "Twin Delayed DDPG (Fujimoto et al. 2018)", presets={"Pendulum-*": _PENDULUM}),
+                    "Twin Delayed DDPG (Fujimoto et al. 2018)", presets={"Pendulum-*": _PENDULUM, **_GOAL_PRESETS}),
     "ddpg": AlgoSpec("ddpg", DDPGConfig, _off_policy_modules(DDPG, "deterministic"), "continuous",
-                     "Deep Deterministic Policy Gradient (Lillicrap et al. 2015)", presets={"Pendulum-*": _PENDULUM}),
+                     "Deep Deterministic Policy Gradient (Lillicrap et al. 2015)",
+                     presets={"Pendulum-*": _PENDULUM, **_GOAL_PRESETS}),
 }
 
 
