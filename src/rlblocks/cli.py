@@ -170,12 +170,14 @@ def main(argv: list[str] | None = None) -> int:
                 os.environ.setdefault("MUJOCO_GL", "egl")
             if args.render and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
                 raise RLBlocksError("--render needs a display (none found); use --video out.mp4 instead")
+            successes: list[float] = []
             returns = run.evaluate_run(args.run_dir, args.episodes, args.deterministic, args.video,
                                        args.render, args.seed, args.device, video_length=args.video_length,
-                                       video_episodes=args.video_episodes)
+                                       video_episodes=args.video_episodes, successes=successes)
             import numpy as np
 
-            print(f"return {np.mean(returns):.2f} ± {np.std(returns):.2f} over {len(returns)} episodes")
+            rate = f", success {np.mean(successes):.2f} ({len(successes)} episodes)" if successes else ""
+            print(f"return {np.mean(returns):.2f} ± {np.std(returns):.2f} over {len(returns)} episodes{rate}")
             if args.video:
                 from pathlib import Path
 

@@ -15,15 +15,21 @@ import torch
 
 from rlblocks.agent import Agent
 from rlblocks.algos.ddpg import DDPG, DDPGConfig
+from rlblocks.algos.dqn import DQN, DQNConfig, EpsilonGreedyPolicy, QCritic
 from rlblocks.algos.merl import MERLConfig, merl_modules
 from rlblocks.algos.merl_heads import MERLHeads
 from rlblocks.algos.off_policy import Critic, DeterministicPolicy, GaussianPolicy, OffPolicyConfig
 from rlblocks.algos.ppo import PPOConfig, ppo_modules
+from rlblocks.algos.replay_config import ReplayConfig
 from rlblocks.algos.sac import SAC, SACConfig
 from rlblocks.algos.td3 import TD3, TD3Config
 from rlblocks.buffers import ReplayBuffer
+from rlblocks.buffers.her import parse_strategy
 from rlblocks.components import Checkpointer, EnvRunner, Evaluator, Logger, ObsNormalizer, Replay, Threads
+from rlblocks.components.goal_normalizer import GoalNormalizer
+from rlblocks.components.her_replay import HindsightReplay
 from rlblocks.config import BaseConfig
+from rlblocks.envs.goal import goal_shapes, network_obs_dim
 from rlblocks.errors import RLBlocksError
 
 
@@ -63,20 +69,37 @@ class AlgoSpec:
         return out
 
 
+def _normalizer(env: EnvRunner, cfg: ReplayConfig, device: torch.device):
+    """The ``normalizer`` module for the env's observations: a flat Box, or a goal dict (per key)."""
+    if env.goal:
+        shapes = goal_shapes(env.obs_space)
+        return GoalNormalizer(shapes["observation"][0], shapes["desired_goal"][0], cfg.normalize_obs,
+                              cfg.obs_clip).to(device)
+    return ObsNormalizer(env.obs_space.shape, cfg.normalize_obs, cfg.obs_clip).to(device)
+
+
+def _replay(env: EnvRunner, cfg: ReplayConfig, act_dim: int, device: torch.device,
+            action_dtype: torch.dtype = torch.float32):
+    """The ``replay`` module: goal dicts stored per key, with hindsight relabelling unless ``her=none``."""
+    strategy = parse_strategy(cfg.her) if env.goal else None
+    shape = goal_shapes(env.obs_space) if env.goal else env.obs_space.shape
+    buffer = ReplayBuffer(cfg.buffer_size, cfg.num_envs, shape, act_dim, cfg.gamma, cfg.n_step, device,
+                          action_dtype=action_dtype, track_episodes=strategy is not None)
+    return HindsightReplay(buffer, env.env_id, strategy, cfg.her_terminal) if strategy is not None else Replay(buffer)
+
+
 def _off_policy_modules(algo_cls, policy_kind: str):
     def build(env_id: str, cfg: OffPolicyConfig, seed: int, device: torch.device, opts: RunOptions) -> list:
-        env = EnvRunner(env_id, cfg.num_envs, seed, cfg.vector_mode)
-        obs_shape = env.obs_space.shape
-        obs_dim, act_dim = int(obs_shape[0]), int(env.action_space.shape[0])
+        env = EnvRunner(env_id, cfg.num_envs, seed, cfg.vector_mode, allow_goal=True)
+        obs_dim, act_dim = network_obs_dim(env.obs_space), int(env.action_space.shape[0])
         if policy_kind == "gaussian":
             policy = GaussianPolicy(obs_dim, act_dim, cfg, device)
         else:
             policy = DeterministicPolicy(obs_dim, act_dim, cfg, cfg.num_envs, device)
-        normalizer = ObsNormalizer(obs_shape, cfg.normalize_obs, cfg.obs_clip).to(device)
+        normalizer = _normalizer(env, cfg, device)
         if not opts.training:  # acting only: no replay buffer to allocate, no critic, no update
             return [env, normalizer, policy] + _service_modules(env_id, cfg, seed, opts)
-        buffer = ReplayBuffer(cfg.buffer_size, cfg.num_envs, obs_shape, act_dim, cfg.gamma, cfg.n_step, device)
-        modules = [env, normalizer, Replay(buffer), policy, Critic(obs_dim, act_dim, cfg, device)]
+        modules = [env, normalizer, _replay(env, cfg, act_dim, device), policy, Critic(obs_dim, act_dim, cfg, device)]
         if cfg.merl:  # an auxiliary-loss module; built right after the critic, as when it owned the heads: same init draws
             modules.append(MERLHeads(cfg.hidden_sizes[-1], obs_dim, cfg.ve_coef, cfg.fs_coef,
                                      ensemble_size=cfg.num_critics, device=device))
@@ -99,15 +122,49 @@ def _service_modules(env_id: str, cfg: BaseConfig, seed: int, opts: RunOptions) 
 # Pendulum settings) and 1k random warm-up steps.
 _PENDULUM = {"learning_starts": 1000, "actor_lr": 1e-3, "critic_lr": 1e-3, "hidden_sizes": [64, 64]}
 
+# Goal envs (gymnasium-robotics Fetch*, PointMaze*): mrl's normaliser (per key, raw clip 200,
+# normalised clip 5), HER's gamma 0.98 and targets clipped to the sparse-reward range.
+_GOAL_ENV = {"normalize_obs": True, "obs_clip": 5.0, "gamma": 0.98, "her_clip_target": True,
+             "actor_lr": 1e-3, "critic_lr": 1e-3, "learning_starts": 1000}
+_GOAL_PRESETS = {"Fetch*": _GOAL_ENV, "PointMaze*": _GOAL_ENV}
+
 ALGOS: dict[str, AlgoSpec] = {
     "sac": AlgoSpec("sac", SACConfig, _off_policy_modules(SAC, "gaussian"), "continuous",
                     "Soft Actor-Critic, automatic temperature (Haarnoja et al. 2018)",
-                    presets={"Pendulum-*": {**_PENDULUM, "alpha_lr": 1e-3}}),
+                    presets={"Pendulum-*": {**_PENDULUM, "alpha_lr": 1e-3}, **_GOAL_PRESETS}),
     "td3": AlgoSpec("td3", TD3Config, _off_policy_modules(TD3, "deterministic"), "continuous",
-                    "Twin Delayed DDPG (Fujimoto et al. 2018)", presets={"Pendulum-*": _PENDULUM}),
+                    "Twin Delayed DDPG (Fujimoto et al. 2018)", presets={"Pendulum-*": _PENDULUM, **_GOAL_PRESETS}),
     "ddpg": AlgoSpec("ddpg", DDPGConfig, _off_policy_modules(DDPG, "deterministic"), "continuous",
-                     "Deep Deterministic Policy Gradient (Lillicrap et al. 2015)", presets={"Pendulum-*": _PENDULUM}),
+                     "Deep Deterministic Policy Gradient (Lillicrap et al. 2015)",
+                     presets={"Pendulum-*": _PENDULUM, **_GOAL_PRESETS}),
 }
+
+
+def _dqn_modules(env_id: str, cfg: DQNConfig, seed: int, device: torch.device, opts: RunOptions) -> list:
+    env = EnvRunner(env_id, cfg.num_envs, seed, cfg.vector_mode, allow_goal=True)
+    obs_dim, n_actions = network_obs_dim(env.obs_space), int(env.action_space.n)
+    critic = QCritic(obs_dim, n_actions, cfg, device)
+    modules = [env, _normalizer(env, cfg, device), critic, EpsilonGreedyPolicy(n_actions, cfg, device)]
+    if not opts.training:
+        return modules + _service_modules(env_id, cfg, seed, opts)
+    modules.insert(2, _replay(env, cfg, n_actions, device, torch.int64))
+    return modules + [DQN(cfg)] + _service_modules(env_id, cfg, seed, opts)
+
+
+# CartPole: rl-zoo's DQN settings (hyperparams/dqn.yml), the exploration fraction 0.16 of 50k steps
+# as 8,000 steps; rl-zoo's target update every 10 env steps, with 128 gradient steps every 256 env
+# steps, refreshes the target before each round: a hard copy every 128 updates here.
+_DQN_CARTPOLE = {"lr": 2.3e-3, "batch_size": 64, "buffer_size": 100_000, "learning_starts": 1000,
+                 "target_update_interval": 128, "train_freq": 256, "gradient_steps": 128,
+                 "exploration_steps": 8000, "eps_end": 0.04, "hidden_sizes": [256, 256]}
+# BitFlip (HER's toy task): reaching a relabelled goal is terminal as reaching the real one is,
+# targets clipped to the sparse-reward range; tuned here: 10 bits solved within 2,000 steps.
+_DQN_BITFLIP = {"her_terminal": True, "her_clip_target": True, "lr": 1e-3, "batch_size": 128, "gamma": 0.98,
+                "buffer_size": 100_000, "learning_starts": 1000, "exploration_steps": 3000, "train_freq": 1,
+                "target_update_interval": 0, "tau": 0.05, "hidden_sizes": [256]}
+ALGOS["dqn"] = AlgoSpec("dqn", DQNConfig, _dqn_modules, "discrete",
+                        "DQN with double-Q, dueling heads, n-step and HER (Mnih et al. 2015)",
+                        presets={"CartPole-*": _DQN_CARTPOLE, "BitFlip*": _DQN_BITFLIP})
 
 
 def _on_policy_modules(learner_modules):

@@ -27,9 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from rlblocks.algos.replay_config import ReplayConfig
 from rlblocks.checkpoint import atomic_write_text, has_checkpoint, latest_checkpoint, load_checkpoint, restore_agent
 from rlblocks.config import BaseConfig, load_config_file
 from rlblocks.envs import check_env_id, make_env
+from rlblocks.envs.goal import is_goal_space
 from rlblocks.errors import ConfigError, Interrupted, RLBlocksError
 from rlblocks.load import LoadSource, check_load_source, load_weights  # noqa: F401 - re-exported
 from rlblocks.memory import check_memory
@@ -87,7 +89,8 @@ def check_threads(threads: int | None) -> None:
 
 def check_env_fits(spec: AlgoSpec, env_id: str, cfg: BaseConfig) -> None:
     """Check, on one env made for the purpose, that ``spec`` can act in it (action space), read its
-    observations (a flat Box vector) and that the replay buffer and networks fit in memory.
+    observations (a flat Box vector, or a goal dict for the replay-based algorithms) and that the
+    replay buffer and networks fit in memory.
 
     Raises:
         RLBlocksError: naming the space or the key (``buffer_size``, ``hidden_sizes``) and the fix.
@@ -100,11 +103,18 @@ def check_env_fits(spec: AlgoSpec, env_id: str, cfg: BaseConfig) -> None:
         obs_space, act_space = env.observation_space, env.action_space
     finally:
         env.close()
-    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
-        raise RLBlocksError(f"{env_id} has {obs_space} observations but {spec.name} needs a flat Box vector; "
-                            "use an env with vector observations (dict/goal observations are not supported yet)")
+    goal_ok = isinstance(cfg, ReplayConfig)  # replay-based algorithms read goal dicts; PPO does not (yet)
+    if goal_ok and is_goal_space(obs_space):
+        obs_dim = sum(int(s.shape[0]) for s in obs_space.spaces.values())  # every key is stored
+    elif isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1:
+        obs_dim = int(obs_space.shape[0])
+    else:
+        also = (" or a goal dict (observation, achieved_goal, desired_goal)" if goal_ok else
+                "; goal envs need a replay-based algorithm (ddpg, td3, sac, dqn)" if is_goal_space(obs_space) else "")
+        raise RLBlocksError(f"{env_id} has {obs_space} observations but {spec.name} needs a flat Box vector{also}; "
+                            "use an env with such observations")
     act_dim = int(act_space.n) if isinstance(act_space, gym.spaces.Discrete) else int(np.prod(act_space.shape))
-    check_memory(cfg, int(obs_space.shape[0]), act_dim)
+    check_memory(cfg, obs_dim, act_dim)
 
 
 def _build(spec: AlgoSpec, env_id: str, cfg: BaseConfig, seed: int, device: torch.device, opts: RunOptions):
@@ -369,8 +379,9 @@ def _loop(agent, total_steps: int) -> None:
 
 def evaluate_run(run_dir: str | Path, episodes: int = 10, deterministic: bool = False, video: str | None = None,
                  render: bool = False, seed: int | None = None, device: str = "auto", video_length: int = 500,
-                 video_episodes: int = 1, progress: bool = True) -> list[float]:
-    """Evaluate a run's latest checkpoint; returns the ``episodes`` returns.
+                 video_episodes: int = 1, progress: bool = True, successes: list[float] | None = None) -> list[float]:
+    """Evaluate a run's latest checkpoint; returns the ``episodes`` returns (and, for a goal env,
+    puts each episode's ``is_success`` into the list ``successes`` when one is given).
 
     Episodes run side by side in a vector env (:func:`rlblocks.components.evaluator.evaluate`).
     ``video`` records the first ``video_episodes`` of them, at most ``video_length`` frames each
@@ -393,15 +404,17 @@ def evaluate_run(run_dir: str | Path, episodes: int = 10, deterministic: bool = 
     env_id = record_["env_id"]
     eval_seed = seed if seed is not None else record_["seed"] + 20_000
     try:
+        if not getattr(agent.env, "goal", False):
+            successes = None
         if not (video or render):
-            return evaluate(agent, env_id, episodes, eval_seed, deterministic)
+            return evaluate(agent, env_id, episodes, eval_seed, deterministic, successes=successes)
         shown = episodes if render else min(video_episodes, episodes)
         with warnings.catch_warnings():  # a failed render also makes RecordVideo warn "zero frames"
             warnings.filterwarnings("ignore", message=".*zero frames.*")
             returns = record(agent, env_id, shown, eval_seed, deterministic, video_path=video,
                              video_length=video_length, progress=progress)
-        return returns + (evaluate(agent, env_id, episodes - shown, eval_seed + shown, deterministic)
-                          if episodes > shown else [])
+        return returns + (evaluate(agent, env_id, episodes - shown, eval_seed + shown, deterministic,
+                                   successes=successes) if episodes > shown else [])
     except Exception as e:
         if not (video or render) or isinstance(e, RLBlocksError):
             raise

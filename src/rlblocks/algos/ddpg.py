@@ -70,7 +70,7 @@ class DDPG(OffPolicyAlgorithm):
                 noise = (torch.randn_like(next_action) * cfg.target_noise).clamp(-cfg.target_noise_clip, cfg.target_noise_clip)
                 next_action = (next_action + noise).clamp(-1.0, 1.0)
             # Clipped double Q (TD3 Eq. 10); for one critic the min is the identity (DDPG).
-            target = b.reward + b.discount * q_target(b.next_obs, next_action).min(0).values
+            target = self.td_target(b, q_target(b.next_obs, next_action).min(0).values)  # r + discount V'
 
         critic_loss, q_values = self.critic.td_loss(b, target)  # sum_e mean (Q_e - y)^2, [E, B]
         adam_step(self.critic_opt, critic_loss)

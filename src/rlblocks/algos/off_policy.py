@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import torch
 
 from rlblocks.algos.auxiliary import AuxiliaryLoss, AuxInputs, add_auxiliary_losses, auxiliary_parameters
-from rlblocks.config import BaseConfig, param
-from rlblocks.errors import ConfigError
+from rlblocks.algos.replay_config import ReplayConfig
+from rlblocks.config import param
+from rlblocks.envs.goal import obs_batch_size, obs_to
 from rlblocks.explore import make_noise
 from rlblocks.metrics import MetricSums
 from rlblocks.module import MetricsSource, Module
@@ -21,31 +22,17 @@ from rlblocks.nets import DeterministicActor, QEnsemble, SquashedGaussianActor, 
 
 
 @dataclass
-class OffPolicyConfig(BaseConfig):
-    """Keys shared by DDPG, TD3 and SAC (defaults: Stable-Baselines3's)."""
+class OffPolicyConfig(ReplayConfig):
+    """Keys shared by DDPG, TD3 and SAC (defaults: Stable-Baselines3's); replay keys in :class:`ReplayConfig`."""
 
-    buffer_size: int = param(1_000_000, low=1, help="replay buffer capacity (transitions)")
-    batch_size: int = param(256, low=1, help="minibatch size per gradient step")
-    learning_starts: int = param(100, low=0, help="env steps of uniform random actions before updates")
-    train_freq: int = param(1, low=1, help="vector-env steps between update rounds")
-    gradient_steps: int = param(1, low=1, help="gradient steps per update round")
-    tau: float = param(0.005, low=0.0, high=1.0, low_open=True, help="Polyak rate of the target networks")
     actor_lr: float = param(3e-4, low=0.0, high=1.0, low_open=True, help="actor Adam learning rate")
     critic_lr: float = param(3e-4, low=0.0, high=1.0, low_open=True, help="critic Adam learning rate")
     num_critics: int = param(2, low=1, high=64, help="Q ensemble size (min over members in targets)")
-    n_step: int = param(1, low=1, high=100, help="steps in the n-step return target")
     layer_norm: bool = param(False, help="LayerNorm in the critic's hidden layers")
     # merl adds a module (MERLHeads, an AuxiliaryLoss; see registry.py): the critic does not know it
     merl: bool = param(False, help="MERL auxiliary heads (variance explained, future state) on the critic trunk")
     ve_coef: float = param(0.5, low=0.0, help="MERL: weight of the variance-explained loss")
     fs_coef: float = param(0.01, low=0.0, help="MERL: weight of the future-state cosine loss")
-
-    def check(self) -> None:
-        if self.batch_size > self.buffer_size:
-            raise ConfigError(f"batch_size={self.batch_size} is larger than buffer_size={self.buffer_size}; "
-                              "lower batch_size or raise buffer_size")
-        if self.buffer_size < self.num_envs:
-            raise ConfigError(f"buffer_size={self.buffer_size} must be >= num_envs={self.num_envs}")
 
 
 def adam_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
@@ -115,8 +102,9 @@ class Policy(Module):
 
     ``act(obs, explore=True)`` (training) draws uniform random actions for the first
     ``learning_starts`` env steps, then calls :meth:`explore_action`; ``explore=False``
-    (evaluation) calls :meth:`eval_action`. Observations are normalised by ``agent.normalizer``.
-    Shapes: ``obs [N, obs_dim]`` (CPU) → ``[N, act_dim]`` (CPU).
+    (evaluation) calls :meth:`eval_action`. Observations are normalised by ``agent.normalizer``
+    (which turns a goal env's dict into the network input).
+    Shapes: ``obs [N, obs_dim]`` or a dict of ``[N, dim]`` (CPU) → ``[N, act_dim]`` (CPU).
     """
 
     name = "policy"
@@ -130,10 +118,14 @@ class Policy(Module):
     @torch.no_grad()
     def act(self, obs: torch.Tensor, explore: bool = True, deterministic: bool = False) -> torch.Tensor:
         if explore and self.agent.env_steps < self.learning_starts:
-            return torch.rand(obs.shape[0], self.act_dim) * 2.0 - 1.0
-        x = self.agent.normalizer(obs.to(self.device))
+            return self.random_action(obs_batch_size(obs))
+        x = self.agent.normalizer(obs_to(obs, self.device))
         a = self.explore_action(x) if explore else self.eval_action(x, deterministic)
         return a.cpu()
+
+    def random_action(self, n: int) -> torch.Tensor:
+        """``n`` uniform random actions of the warm-up (``[n, act_dim]`` in [-1, 1])."""
+        return torch.rand(n, self.act_dim) * 2.0 - 1.0
 
     def explore_action(self, obs: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -221,6 +213,15 @@ class OffPolicyAlgorithm(Module, MetricsSource):
 
     def update(self, batch) -> tuple[torch.Tensor, ...]:
         raise NotImplementedError
+
+    def td_target(self, b, next_value: torch.Tensor) -> torch.Tensor:
+        """``y = r + discount · V(s') [B]`` (n-step: ``r`` the discounted sum, ``discount = gamma^m (1 -
+        terminated)``); with ``her_clip_target`` clipped to ``[-1/(1-gamma), 0]``, the range of
+        returns of sparse -1/0 rewards (HER, Andrychowicz et al. 2017, Sec. 4 experiments; mrl)."""
+        target = b.reward + b.discount * next_value
+        if self.cfg.her_clip_target:
+            target = target.clamp(-1.0 / (1.0 - self.cfg.gamma), 0.0)
+        return target
 
     def pop_metrics(self) -> dict[str, float]:
         """Mean of each metric since the last call (NaN before the first update)."""

@@ -68,7 +68,7 @@ class SAC(OffPolicyAlgorithm):
         with torch.no_grad():
             next_action, next_log_prob = actor.sample(b.next_obs)
             next_v = q_target(b.next_obs, next_action).min(0).values - alpha * next_log_prob
-            target = b.reward + b.discount * next_v
+            target = self.td_target(b, next_v)
 
         # Critic loss (Eq. 5): 1/2 (Q_i(s, a) - y)^2, summed over the ensemble (+ MERL's heads).
         critic_loss, q_values = self.critic.td_loss(b, target, scale=0.5)  # q_values [E, B]

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from rlblocks.envs import make_vec_env
+from rlblocks.envs.goal import GOAL_KEYS, is_goal_space, obs_to_tensor
 from rlblocks.errors import CheckpointError, RLBlocksError
 from rlblocks.module import Closeable, Module
 
@@ -21,25 +22,41 @@ class EnvRunner(Module, Closeable):
     (the true final observation where an episode ended), ``terminated``, ``truncated`` — and
     ``finished`` lists ``{"return", "length", "env"}`` of episodes that ended on this step.
 
-    Box actions are mapped affinely from [-1, 1] to the env's ``[low, high]``.
+    Box actions are mapped affinely from [-1, 1] to the env's ``[low, high]``; Discrete actions
+    (integer tensors ``[num_envs]``) pass as they are.
+
+    Goal envs (dict observations ``{observation, achieved_goal, desired_goal}``, see
+    :mod:`rlblocks.envs.goal`): ``obs`` and ``next_obs`` are dicts of ``[num_envs, dim]`` tensors,
+    and each finished episode also reports ``"success"`` (the env's ``info["is_success"]`` at its
+    last step).
 
     Args:
         env_id, num_envs, mode: see :func:`rlblocks.envs.make_vec_env`.
         seed: env ``i`` is reset with ``seed + i``.
         info_keys: the envs' own info keys to keep (none by default: nothing here reads them,
             and the vector env spends time merging them; see :class:`~rlblocks.envs.make.KeepInfoKeys`).
+        allow_goal: accept goal envs' dict observations (off-policy algorithms); otherwise only a
+            flat Box is accepted.
+
+    Raises:
+        RLBlocksError: observations that are neither a flat Box nor (with ``allow_goal``) a goal dict.
     """
 
     name = "env"
     requires = ("policy",)
 
-    def __init__(self, env_id: str, num_envs: int, seed: int, mode: str = "sync", info_keys: tuple[str, ...] = ()):
+    def __init__(self, env_id: str, num_envs: int, seed: int, mode: str = "sync", info_keys: tuple[str, ...] = (),
+                 allow_goal: bool = False):
         super().__init__()
         self.env_id, self.num_envs, self.seed, self.mode = env_id, num_envs, seed, mode
-        self.vec = make_vec_env(env_id, num_envs, mode, info_keys=info_keys, copy=False)
+        # a goal env's is_success is kept (a key the env lacks costs one dict lookup per step)
+        keys = (*info_keys, "is_success") if allow_goal else info_keys
+        self.vec = make_vec_env(env_id, num_envs, mode, info_keys=keys, copy=False)
         self.obs_space = self.vec.single_observation_space
         self.action_space = self.vec.single_action_space
-        if not isinstance(self.obs_space, gym.spaces.Box):
+        #: dict observations of a goal env (``allow_goal``): per-key tensors, success reported
+        self.goal = allow_goal and is_goal_space(self.obs_space)
+        if not self.goal and not isinstance(self.obs_space, gym.spaces.Box):
             raise RLBlocksError(f"{env_id} has {self.obs_space} observations; this algorithm needs a flat Box")
         self.continuous = isinstance(self.action_space, gym.spaces.Box)
         self._rescale = False
@@ -48,7 +65,7 @@ class EnvRunner(Module, Closeable):
             self._scale, self._offset = (high - low) / 2.0, (high + low) / 2.0
             self._rescale = not (np.all(self._scale == 1.0) and np.all(self._offset == 0.0))
         obs, _ = self.vec.reset(seed=seed)
-        self.obs = torch.from_numpy(np.array(obs, dtype=np.float32))  # a copy: the vector env reuses its array
+        self.obs = obs_to_tensor(obs)  # a copy: the vector env reuses its array
         self.episode_return = np.zeros(num_envs)
         self.episode_length = np.zeros(num_envs, dtype=np.int64)
 
@@ -57,6 +74,8 @@ class EnvRunner(Module, Closeable):
         return a * self._scale + self._offset if self._rescale else a  # [-1, 1] boxes pass as they are
 
     def step(self):
+        if self.goal:
+            return self._goal_step()
         obs = self.obs
         action = self.agent.policy.act(obs)
         next_obs_np, reward, terminated, truncated, info = self.vec.step(self.to_env_action(action))
@@ -80,12 +99,42 @@ class EnvRunner(Module, Closeable):
         }
         return exp, finished
 
+    def _goal_step(self):
+        """:meth:`step` for dict observations (per-key tensors, success of finished episodes)."""
+        obs = self.obs
+        action = self.agent.policy.act(obs)
+        next_obs_np, reward, terminated, truncated, info = self.vec.step(self.to_env_action(action))
+        self.obs = next_obs = obs_to_tensor(next_obs_np)
+        done = terminated | truncated
+        finished = []
+        self.episode_return += reward
+        self.episode_length += 1
+        if done.any():
+            next_obs = {k: v.clone() for k, v in self.obs.items()}
+            success = info.get("final_info", {}).get("is_success")
+            for i in np.flatnonzero(done):
+                final = info["final_obs"][i]
+                for k in GOAL_KEYS:
+                    next_obs[k][i] = torch.as_tensor(final[k], dtype=torch.float32)
+                episode = {"return": float(self.episode_return[i]), "length": int(self.episode_length[i]), "env": int(i)}
+                if success is not None:
+                    episode["success"] = float(success[i])
+                finished.append(episode)
+            self.episode_return[done] = 0.0
+            self.episode_length[done] = 0
+        exp = {
+            "obs": obs, "action": action, "reward": torch.from_numpy(reward.astype(np.float32)),
+            "next_obs": next_obs, "terminated": torch.from_numpy(terminated), "truncated": torch.from_numpy(truncated),
+        }
+        return exp, finished
+
     def close(self) -> None:
         self.vec.close()
 
     def state_dict(self):
         snaps = list(self.vec.call("get_snapshot"))
-        return {"obs": self.obs.clone(), "episode_return": torch.from_numpy(self.episode_return.copy()),
+        obs = {k: v.clone() for k, v in self.obs.items()} if self.goal else self.obs.clone()
+        return {"obs": obs, "episode_return": torch.from_numpy(self.episode_return.copy()),
                 "episode_length": torch.from_numpy(self.episode_length.copy()), "snapshots": json.dumps(snaps)}
 
     def load_state_dict(self, state):
@@ -94,9 +143,17 @@ class EnvRunner(Module, Closeable):
         Raises:
             CheckpointError: arrays of another shape or env snapshots that this env did not make.
         """
-        shapes = {"obs": tuple(self.obs.shape), "episode_return": (self.num_envs,), "episode_length": (self.num_envs,)}
+        current = self.obs if self.goal else {"": self.obs}
+        shapes = {**{f"obs{'.' if k else ''}{k}": tuple(v.shape) for k, v in current.items()},
+                  "episode_return": (self.num_envs,), "episode_length": (self.num_envs,)}
+        saved = {"episode_return": state["episode_return"], "episode_length": state["episode_length"]}
+        if self.goal:
+            obs_state = state["obs"] if isinstance(state["obs"], dict) else {}
+            saved.update({f"obs.{k}": obs_state.get(k) for k in GOAL_KEYS})
+        else:
+            saved["obs"] = state["obs"]
         for key, shape in shapes.items():
-            if not isinstance(state[key], torch.Tensor) or tuple(state[key].shape) != shape:
+            if not isinstance(saved[key], torch.Tensor) or tuple(saved[key].shape) != shape:
                 raise CheckpointError(f"the checkpoint's env.{key} does not have shape {shape} ({self.num_envs} "
                                       f"{self.env_id} envs); resume with the run's own config.json")
         try:
@@ -105,6 +162,9 @@ class EnvRunner(Module, Closeable):
             text = str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__
             raise CheckpointError(f"the checkpoint's env snapshots do not fit {self.env_id} ({text}); resume from "
                                   "an earlier checkpoint") from None
-        self.obs = state["obs"].to(torch.float32).clone()
+        if self.goal:
+            self.obs = {k: state["obs"][k].to(torch.float32).clone() for k in GOAL_KEYS}
+        else:
+            self.obs = state["obs"].to(torch.float32).clone()
         self.episode_return = state["episode_return"].numpy().astype(np.float64)
         self.episode_length = state["episode_length"].numpy().astype(np.int64)

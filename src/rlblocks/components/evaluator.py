@@ -6,17 +6,18 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from rlblocks.components.csv_log import append_csv_row, truncate_csv
 from rlblocks.envs import make_env, make_vec_env
+from rlblocks.envs.goal import obs_to_tensor
 from rlblocks.module import Module
 
 EVAL_COLUMNS = ("hours", "epoch", "frames", "score")  # STEVE's greedy.csv columns
+GOAL_EVAL_COLUMNS = (*EVAL_COLUMNS, "success")  # goal envs: mean info["is_success"] at episode ends
 
 
 def evaluate(agent, env_id: str, episodes: int, seed: int, deterministic: bool = True,
-             num_envs: int | None = None) -> list[float]:
+             num_envs: int | None = None, successes: list[float] | None = None) -> list[float]:
     """Run ``episodes`` full episodes with ``agent.policy`` and return their undiscounted returns.
 
     Episode ``k`` is reset with ``seed + k``, so evaluations are comparable across a run. The
@@ -25,7 +26,9 @@ def evaluate(agent, env_id: str, episodes: int, seed: int, deterministic: bool =
     With a deterministic policy the returns equal one-episode-at-a-time evaluation (to float
     rounding of batched matrix products: ``tests/test_evaluation.py``). The policy acts without
     exploration noise (``deterministic`` picks the mode of a stochastic policy); the observation
-    normaliser is only read, so it stays frozen.
+    normaliser is only read, so it stays frozen. Goal envs' dict observations are passed per key;
+    ``successes`` (a list) receives each episode's ``info["is_success"]`` at its last step (NaN
+    where the env reports none).
 
     Returns:
         ``episodes`` returns, in episode order.
@@ -33,9 +36,11 @@ def evaluate(agent, env_id: str, episodes: int, seed: int, deterministic: bool =
     from gymnasium.vector import AutoresetMode
 
     n = max(1, min(episodes, num_envs or episodes))
-    vec = make_vec_env(env_id, n, "sync", info_keys=(), autoreset_mode=AutoresetMode.DISABLED)
+    keys = ("is_success",) if successes is not None else ()
+    vec = make_vec_env(env_id, n, "sync", info_keys=keys, autoreset_mode=AutoresetMode.DISABLED)
     policy, to_env = agent.policy, agent.env.to_env_action
     returns = np.zeros(episodes)
+    success = np.full(episodes, np.nan)
     episode = np.arange(n)  # the episode each env runs
     total = np.zeros(n)
     running = np.ones(n, dtype=bool)
@@ -43,14 +48,16 @@ def evaluate(agent, env_id: str, episodes: int, seed: int, deterministic: bool =
         obs, _ = vec.reset(seed=[seed + k for k in range(n)])
         next_episode = n
         while running.any():
-            action = policy.act(torch.as_tensor(obs, dtype=torch.float32), explore=False, deterministic=deterministic)
-            obs, reward, terminated, truncated, _ = vec.step(to_env(action))
+            action = policy.act(obs_to_tensor(obs), explore=False, deterministic=deterministic)
+            obs, reward, terminated, truncated, info = vec.step(to_env(action))
             total += np.where(running, reward, 0.0)  # a finished env idles until the last one ends
             ended = terminated | truncated
             if not ended.any():
                 continue
             done = running & ended
             returns[episode[done]] = total[done]
+            if "is_success" in info:
+                success[episode[done]] = info["is_success"][done]
             total[done] = 0.0
             seeds: list[int | None] = [None] * n
             for i in np.flatnonzero(done):
@@ -63,6 +70,8 @@ def evaluate(agent, env_id: str, episodes: int, seed: int, deterministic: bool =
                 obs, _ = vec.reset(seed=seeds, options={"reset_mask": ended})
     finally:
         vec.close()
+    if successes is not None:
+        successes.extend(success.tolist())
     return returns.tolist()
 
 
@@ -97,8 +106,8 @@ def record(agent, env_id: str, episodes: int, seed: int, deterministic: bool, vi
             obs, _ = env.reset(seed=seed + k)
             total, done, frames = 0.0, False, 0
             while not done:
-                action = policy.act(torch.as_tensor(obs, dtype=torch.float32)[None], explore=False,
-                                    deterministic=deterministic)[0]
+                batch = {k: v[None] for k, v in obs.items()} if isinstance(obs, dict) else np.asarray(obs)[None]
+                action = policy.act(obs_to_tensor(batch), explore=False, deterministic=deterministic)[0]
                 obs, reward, terminated, truncated, _ = env.step(agent.env.to_env_action(action))
                 total += float(reward)
                 done = terminated or truncated
@@ -117,7 +126,8 @@ class Evaluator(Module):
     greedily and appends a row to ``eval.csv`` (``every = 0`` turns evaluation off).
 
     Columns: ``hours`` (wall-clock hours of training), ``epoch`` (gradient updates so far),
-    ``frames`` (env steps), ``score`` (mean return over ``episodes``).
+    ``frames`` (env steps), ``score`` (mean return over ``episodes``), and for goal envs
+    ``success`` (mean ``is_success`` at the episodes' ends).
     """
 
     name = "evaluator"
@@ -148,16 +158,20 @@ class Evaluator(Module):
             self.run()
 
     def run(self) -> float:
-        returns = evaluate(self.agent, self.env_id, self.episodes, self.seed, deterministic=True)
+        goal = getattr(self.agent.env, "goal", False)
+        successes: list[float] | None = [] if goal else None
+        returns = evaluate(self.agent, self.env_id, self.episodes, self.seed, deterministic=True, successes=successes)
         row = {"hours": self.agent.logger.hours() if "logger" in self.agent.modules else 0.0,
                "epoch": getattr(self.agent.modules.get("algo"), "updates", 0),
                "frames": self.agent.env_steps, "score": float(np.mean(returns))}
+        if goal:
+            row["success"] = float(np.mean(successes))
         self.history.append(row)
         self.last_frames = self.agent.env_steps
         if "logger" in self.agent.modules:
-            self.agent.logger.record_eval(row["score"], float(np.std(returns)))
+            self.agent.logger.record_eval(row["score"], float(np.std(returns)), row.get("success"))
         if self.path is not None:
-            append_csv_row(self.path, EVAL_COLUMNS, row)
+            append_csv_row(self.path, GOAL_EVAL_COLUMNS if goal else EVAL_COLUMNS, row)
         return row["score"]
 
     def state_dict(self):

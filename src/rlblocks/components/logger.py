@@ -22,7 +22,8 @@ class Logger(Module, Closeable):
 
     Metrics come from every module that declares :class:`~rlblocks.module.MetricsSource` (the
     algorithm's losses, entropy, temperature, ...), read once per row so the update loop never
-    synchronises. ``train_return`` is the mean return of the last 10 finished episodes.
+    synchronises. ``train_return`` is the mean return of the last 10 finished episodes; goal envs
+    add ``success`` (their mean ``is_success``) after the base columns.
 
     Args:
         run_dir: directory for ``progress.csv`` and ``tb/``; ``None`` logs nothing to disk.
@@ -41,6 +42,8 @@ class Logger(Module, Closeable):
         self.show_progress, self.use_tb = progress, tensorboard and run_dir is not None
         self.recent = deque(maxlen=10)
         self.recent_lengths = deque(maxlen=10)
+        self.recent_success = deque(maxlen=10)
+        self._goal = False  # a goal env: a success column (set in setup)
         self.episodes = 0
         self.hours_before = 0.0  # wall hours of earlier sessions of this run
         self.next_log = every
@@ -56,6 +59,9 @@ class Logger(Module, Closeable):
     def setup(self) -> None:
         self._sources = self.agent.modules_of(MetricsSource)
         self._columns = list(BASE_COLUMNS) + [n for m in self._sources for n in m.metric_names]
+        self._goal = getattr(self.agent.modules.get("env"), "goal", False)
+        if self._goal:  # goal envs: mean is_success of the last 10 finished episodes
+            self._columns.insert(len(BASE_COLUMNS), "success")
 
     def hours(self) -> float:
         return self.hours_before + (time.time() - self._start) / 3600.0
@@ -84,6 +90,8 @@ class Logger(Module, Closeable):
     def on_episode_end(self, episode) -> None:
         self.recent.append(episode["return"])
         self.recent_lengths.append(episode["length"])
+        if "success" in episode:
+            self.recent_success.append(episode["success"])
         self.episodes += 1
 
     def _updates(self) -> int:
@@ -99,11 +107,13 @@ class Logger(Module, Closeable):
             self.next_log += self.every
             self.write_row()
 
-    def record_eval(self, mean: float, std: float) -> None:
+    def record_eval(self, mean: float, std: float, success: float | None = None) -> None:
         self._last_eval = mean
         if self._writer is not None:
             self._writer.add_scalar("eval/score", mean, self.agent.env_steps)
             self._writer.add_scalar("eval/score_std", std, self.agent.env_steps)
+            if success is not None:
+                self._writer.add_scalar("eval/success", success, self.agent.env_steps)
 
     def write_row(self) -> None:
         now, steps = time.time(), self.agent.env_steps
@@ -115,6 +125,8 @@ class Logger(Module, Closeable):
             "train_length": float(np.mean(self.recent_lengths)) if self.recent_lengths else float("nan"),
             "episodes": self.episodes,
         }
+        if self._goal:
+            row["success"] = float(np.mean(self.recent_success)) if self.recent_success else float("nan")
         self._last_time, self._last_steps = now, steps
         self.last_row_steps, self._row_updates = steps, row["updates"]
         for source in self._sources:
@@ -149,6 +161,7 @@ class Logger(Module, Closeable):
 
     def state_dict(self):
         return {"hours": self.hours(), "recent": list(self.recent), "recent_lengths": list(self.recent_lengths),
+                "recent_success": list(self.recent_success),
                 "episodes": self.episodes, "next_log": self.next_log,
                 "last_row_steps": self.last_row_steps}
 
@@ -157,6 +170,7 @@ class Logger(Module, Closeable):
         self._start = time.time()
         self.recent.extend(state["recent"])
         self.recent_lengths.extend(state["recent_lengths"])
+        self.recent_success.extend(state.get("recent_success", []))
         self.episodes, self.next_log = int(state["episodes"]), int(state["next_log"])
         # rows written after this checkpoint are dropped when training continues (on_train_start)
         self.last_row_steps = int(state.get("last_row_steps", self.agent.env_steps))

@@ -1,7 +1,8 @@
 """Environment construction, seeding and exact state snapshots (gymnasium 1.x), and the tasks
-rlblocks registers: velocity-masked POMDPs (``*NoVel-*``) and dynamics-randomised MuJoCo tasks
-(``*DR-v5``)."""
+rlblocks registers: velocity-masked POMDPs (``*NoVel-*``), dynamics-randomised MuJoCo tasks
+(``*DR-v5``) and bit flipping (``BitFlip*-v0``)."""
 
+from rlblocks.envs import bit_flip
 from rlblocks.envs.dynamics import DynamicsRandomization, register_dynamics_envs
 from rlblocks.envs.make import check_env_id, make_env, make_vec_env
 from rlblocks.envs.pomdp import MaskVelocity, register_pomdp_envs
@@ -9,5 +10,6 @@ from rlblocks.envs.snapshot import Snapshot
 
 register_pomdp_envs()
 register_dynamics_envs()
+bit_flip.register()
 
 __all__ = ["DynamicsRandomization", "MaskVelocity", "Snapshot", "check_env_id", "make_env", "make_vec_env"]

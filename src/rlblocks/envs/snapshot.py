@@ -9,7 +9,8 @@ future transitions for the env families we support:
   (qpos, qvel, act, warm-start, controls, time, ...) and the model arrays of :data:`MODEL_FIELDS`
   (changed per episode by dynamics randomisation);
 * other envs (classic control, Box2D-free toy envs): their public array/number attributes
-  such as Pendulum's ``state`` and ``last_u``.
+  such as Pendulum's ``state`` and ``last_u``; MuJoCo goal envs (Fetch) too, for their sampled
+  ``goal``.
 
 Snapshots are JSON-serialisable (floats round-trip exactly through ``repr``).
 """
@@ -69,20 +70,10 @@ class Snapshot(gym.Wrapper):
             snap["mujoco"] = state.tolist()
             # the model parameters dynamics randomisation changes per episode (envs/dynamics.py)
             snap["model"] = {name: getattr(model, name).tolist() for name in MODEL_FIELDS}
+            if hasattr(base, "compute_reward"):  # a MuJoCo goal env (Fetch): its sampled goal lives outside MuJoCo
+                snap["attrs"] = _public_attrs(base)
         else:
-            attrs = {}
-            for key, value in vars(base).items():
-                if key.startswith("_"):
-                    continue
-                if isinstance(value, np.ndarray) and value.dtype.kind in "fiub":
-                    attrs[key] = {"array": value.tolist(), "dtype": str(value.dtype)}
-                elif isinstance(value, np.generic) and value.dtype.kind in "fiub":  # e.g. Pendulum's last_u
-                    attrs[key] = {"scalar": value.item(), "dtype": str(value.dtype)}
-                elif value is None or isinstance(value, (bool, int, float)):
-                    attrs[key] = {"value": value}
-                elif isinstance(value, tuple) and all(isinstance(v, (int, float)) for v in value):
-                    attrs[key] = {"tuple": list(value)}
-            snap["attrs"] = attrs
+            snap["attrs"] = _public_attrs(base)
         return snap
 
     def set_snapshot(self, snapshots: list[dict[str, Any]]) -> None:
@@ -126,6 +117,23 @@ class Snapshot(gym.Wrapper):
                 setattr(base, key, tuple(spec["tuple"]))
             else:
                 setattr(base, key, spec["value"])
+
+
+def _public_attrs(base: gym.Env) -> dict[str, Any]:
+    """The env's public array and number attributes, as JSON-ready entries."""
+    attrs = {}
+    for key, value in vars(base).items():
+        if key.startswith("_"):
+            continue
+        if isinstance(value, np.ndarray) and value.dtype.kind in "fiub":
+            attrs[key] = {"array": value.tolist(), "dtype": str(value.dtype)}
+        elif isinstance(value, np.generic) and value.dtype.kind in "fiub":  # e.g. Pendulum's last_u
+            attrs[key] = {"scalar": value.item(), "dtype": str(value.dtype)}
+        elif value is None or isinstance(value, (bool, int, float)):
+            attrs[key] = {"value": value}
+        elif isinstance(value, tuple) and all(isinstance(v, (int, float)) for v in value):
+            attrs[key] = {"tuple": list(value)}
+    return attrs
 
 
 def _is_number(value: Any) -> bool:
