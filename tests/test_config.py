@@ -218,3 +218,33 @@ def test_short_hash_is_stable_and_depends_on_non_default_keys_only():
     assert default.updated({"gamma": 0.99, "tau": "0.005"}, "--set").short_hash() == default.short_hash()
     # any non-default value changes it
     assert default.updated({"batch_size": 65, "hidden_sizes": "32,32"}, "x").short_hash() != cfg.short_hash()
+
+
+# ---------------------------------------------------------------------------- named presets
+def test_named_presets_apply_in_order(tmp_path):
+    from rlblocks.registry import NAMED_PRESETS, get_algo
+    from rlblocks.run import resolve_config
+
+    cfg = resolve_config(get_algo("sac"), "Pendulum-v1", None, {"batch_size": "64"}, "protoge")
+    protoge = NAMED_PRESETS["protoge"][1]
+    assert cfg.hidden_sizes == protoge["hidden_sizes"] and cfg.layer_norm and cfg.learning_starts == 10_000
+    assert cfg.batch_size == 64  # --set wins over the preset
+    path = tmp_path / "c.json"
+    path.write_text('{"preset": "fetch-cpu", "updates": {"batch_size": 128}}')
+    cfg = resolve_config(get_algo("td3"), "Pendulum-v1", str(path))
+    assert (cfg.batch_size, cfg.gamma, cfg.her_clip_target) == (128, 0.98, True)  # file values win over its preset
+
+
+@pytest.mark.parametrize("algo, name, fragment", [
+    ("sac", "protog", "unknown preset 'protog'"),
+    ("dqn", "protoge", "preset 'protoge' is for ddpg, td3, sac, not dqn"),
+])
+def test_bad_named_preset_is_one_line(algo, name, fragment, capsys, monkeypatch, tmp_path):
+    from rlblocks.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    env = "CartPole-v1" if algo == "dqn" else "Pendulum-v1"
+    assert main(["train", "--algo", algo, "--env", env, "--preset", name, "--steps", "100", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0]
+    assert list(tmp_path.iterdir()) == []

@@ -26,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--async-envs", action="store_true", help="step envs in subprocesses (vector_mode=async)")
     t.add_argument("--run-dir", default=None, help="default: runs/<algo>/<env>/<hash>-seed<S>")
     t.add_argument("--config", default=None, help="JSON config file (may `inherits` parents)")
+    t.add_argument("--preset", default=None, metavar="NAME", help="named hyperparameter preset (`rlblocks list`)")
     t.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help="override config keys")
     t.add_argument("--eval-every", type=int, default=None,
                    help="env steps between evaluations (0: off; default per algorithm: `rlblocks list`)")
@@ -107,7 +108,7 @@ def _plot(args) -> None:
 
 
 def _list() -> None:
-    from rlblocks.registry import ALGOS
+    from rlblocks.registry import ALGOS, NAMED_PRESETS
 
     for spec in ALGOS.values():
         print(f"{spec.name:6s} {spec.summary}  [{spec.action_space} actions; evaluates every {spec.eval_every} "
@@ -118,6 +119,10 @@ def _list() -> None:
         for pattern, values in spec.presets.items():
             print(f"    preset {pattern}: {values}")
         print()
+    print("named presets (--preset NAME):")
+    for name, (algos, values, what) in NAMED_PRESETS.items():
+        print(f"  {name:10s} {what}  [{', '.join(algos)}]")
+        print(f"             {values}")
 
 
 def _raise_interrupted(signum, frame):
@@ -161,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             run.train(args.algo, args.env, steps=args.steps, seed=args.seed, run_dir=args.run_dir,
                       config_file=args.config, overrides=overrides, eval_every=args.eval_every,
                       checkpoint_every=args.checkpoint_every, device=args.device, resume=args.resume,
-                      overwrite=args.overwrite, progress=not args.no_progress, load=args.load, threads=args.threads)
+                      overwrite=args.overwrite, progress=not args.no_progress, load=args.load, threads=args.threads,
+                      preset=args.preset)
         elif args.command == "resume":
             run.resume_run(args.run_dir, args.steps, device=args.device, progress=not args.no_progress,
                            threads=args.threads)

@@ -30,7 +30,7 @@ from rlblocks.components.goal_normalizer import GoalNormalizer
 from rlblocks.components.her_replay import HindsightReplay
 from rlblocks.config import BaseConfig
 from rlblocks.envs.goal import goal_shapes, network_obs_dim
-from rlblocks.errors import RLBlocksError
+from rlblocks.errors import ConfigError, RLBlocksError
 
 
 @dataclass
@@ -60,6 +60,23 @@ class AlgoSpec:
     #: default env steps between evaluations: keeps evaluation a small share of a default run's
     #: wall time (docs/benchmarks.md, "Evaluation cost")
     eval_every: int = 10_000
+
+    def named_preset(self, name: str) -> dict:
+        """The values of preset ``name`` for this algorithm.
+
+        Raises:
+            ConfigError: an unknown name, or a preset made for other algorithms.
+        """
+        if name not in NAMED_PRESETS:
+            import difflib
+
+            close = difflib.get_close_matches(name, NAMED_PRESETS, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError(f"unknown preset {name!r}: choose one of {', '.join(NAMED_PRESETS)}{hint}")
+        algos, values, _ = NAMED_PRESETS[name]
+        if self.name not in algos:
+            raise ConfigError(f"preset {name!r} is for {', '.join(algos)}, not {self.name}")
+        return values
 
     def preset_for(self, env_id: str) -> dict:
         out: dict = {}
@@ -127,6 +144,25 @@ _PENDULUM = {"learning_starts": 1000, "actor_lr": 1e-3, "critic_lr": 1e-3, "hidd
 _GOAL_ENV = {"normalize_obs": True, "obs_clip": 5.0, "gamma": 0.98, "her_clip_target": True,
              "actor_lr": 1e-3, "critic_lr": 1e-3, "learning_starts": 1000}
 _GOAL_PRESETS = {"Fetch*": _GOAL_ENV, "PointMaze*": _GOAL_ENV}
+
+#: ``name: (algorithms, values, what it is)`` selected with ``--preset NAME`` (or ``"preset"`` in a
+#: config file), applied after the per-env preset and before the config file and ``--set``.
+NAMED_PRESETS: dict[str, tuple[tuple[str, ...], dict, str]] = {
+    # mrl's goal-conditioned configuration (Pitis et al. 2020; REFERENCES.md § mrl): 3×512 layers
+    # with LayerNorm, lr 1e-3, batch 500, Polyak 0.005,
+    # 10k random warm-up steps, future_4 relabelling, targets clipped to [-1/(1-gamma), 0].
+    "protoge": (("ddpg", "td3", "sac"),
+                {"hidden_sizes": [512, 512, 512], "layer_norm": True, "actor_lr": 1e-3, "critic_lr": 1e-3,
+                 "batch_size": 500, "tau": 0.005, "learning_starts": 10_000, "her": "future_4",
+                 "her_clip_target": True, "normalize_obs": True, "obs_clip": 5.0},
+                "mrl's goal-conditioned setup (3x512 + LayerNorm, batch 500, 10k warm-up, HER future_4)"),
+    # Fetch on a 2-core CPU: 256×256, batch 256, 1k warm-up; DDPG+HER reached 1.00 eval success on
+    # FetchReach-v4 at 2,000 steps with these values (seeds 0 and 1, docs/benchmarks.md).
+    "fetch-cpu": (("ddpg", "td3", "sac"),
+                  {**_GOAL_ENV, "hidden_sizes": [256, 256], "batch_size": 256,
+                   "her": "future_4"},
+                  "Fetch tasks on a small CPU (256x256, batch 256, 1k warm-up, HER future_4)"),
+}
 
 ALGOS: dict[str, AlgoSpec] = {
     "sac": AlgoSpec("sac", SACConfig, _off_policy_modules(SAC, "gaussian"), "continuous",

@@ -52,13 +52,22 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_config(spec: AlgoSpec, env_id: str, config_file: str | None = None,
-                   overrides: dict[str, Any] | None = None) -> BaseConfig:
-    """Defaults → env preset → config file (with inheritance) → ``--set`` overrides, validated."""
+                   overrides: dict[str, Any] | None = None, preset: str | None = None) -> BaseConfig:
+    """Defaults → env preset → named preset (``--preset``, or ``"preset"`` in the config file) →
+    config file (with inheritance) → ``--set`` overrides, validated.
+
+    Raises:
+        ConfigError: an unknown preset name or key, or an invalid value.
+    """
     cfg = spec.config_cls().updated(spec.preset_for(env_id), f"the {spec.name} preset")
-    if config_file:
-        values = load_config_file(config_file)
-        for key in ("algo", "env", "env_id", "seed"):  # run identity, not hyperparameters
-            values.pop(key, None)
+    values = load_config_file(config_file) if config_file else {}
+    for key in ("algo", "env", "env_id", "seed"):  # run identity, not hyperparameters
+        values.pop(key, None)
+    preset = preset if preset is not None else values.pop("preset", None)
+    values.pop("preset", None)
+    if preset is not None:
+        cfg = cfg.updated(spec.named_preset(preset), f"preset {preset!r}")
+    if values:
         cfg = cfg.updated(values, config_file)
     if overrides:
         cfg = cfg.updated(overrides, "--set")
@@ -132,9 +141,10 @@ def train(algo: str, env_id: str, *, steps: int, seed: int = 0, run_dir: str | N
           config_file: str | None = None, overrides: dict[str, Any] | None = None,
           eval_every: int | None = None, checkpoint_every: int = 50_000, device: str = "auto",
           resume: bool = False, overwrite: bool = False, progress: bool = True, load: str | None = None,
-          threads: int | None = None) -> Path:
+          threads: int | None = None, preset: str | None = None) -> Path:
     """Train ``algo`` on ``env_id`` until ``steps`` env steps; returns the run directory.
 
+    ``preset`` names a hyperparameter preset (:data:`rlblocks.registry.NAMED_PRESETS`).
     ``eval_every`` ``None`` takes the algorithm's default (:attr:`AlgoSpec.eval_every`); ``threads``
     ``None`` adapts torch's threads to the free cores (:mod:`rlblocks.components.threads`).
     ``resume`` continues the run already in ``run_dir`` (from step 0 if it has no checkpoint yet);
@@ -153,7 +163,7 @@ def train(algo: str, env_id: str, *, steps: int, seed: int = 0, run_dir: str | N
     """
     spec = get_algo(algo)
     check_env_id(env_id)
-    cfg = resolve_config(spec, env_id, config_file, overrides)
+    cfg = resolve_config(spec, env_id, config_file, overrides, preset)
     eval_every = spec.eval_every if eval_every is None else eval_every
     if steps <= 0:
         raise ConfigError(f"--steps {steps} must be positive")
