@@ -90,14 +90,26 @@ class EnvRunner(Module, Closeable):
             next_obs = self.obs.clone()
             for i in np.flatnonzero(done):
                 next_obs[i] = torch.as_tensor(info["final_obs"][i], dtype=torch.float32)
-                finished.append({"return": float(self.episode_return[i]), "length": int(self.episode_length[i]), "env": int(i)})
-            self.episode_return[done] = 0.0
-            self.episode_length[done] = 0
-        exp = {
-            "obs": obs, "action": action, "reward": torch.from_numpy(reward.astype(np.float32)),
-            "next_obs": next_obs, "terminated": torch.from_numpy(terminated), "truncated": torch.from_numpy(truncated),
-        }
-        return exp, finished
+            finished = self._end_episodes(done)
+        return self._experience(obs, action, reward, next_obs, terminated, truncated), finished
+
+    def _end_episodes(self, done: np.ndarray, success: np.ndarray | None = None) -> list[dict]:
+        """``{"return", "length", "env"[, "success"]}`` of the episodes ending where ``done``; resets their sums."""
+        finished = []
+        for i in np.flatnonzero(done):
+            episode = {"return": float(self.episode_return[i]), "length": int(self.episode_length[i]), "env": int(i)}
+            if success is not None:
+                episode["success"] = float(success[i])
+            finished.append(episode)
+        self.episode_return[done] = 0.0
+        self.episode_length[done] = 0
+        return finished
+
+    @staticmethod
+    def _experience(obs, action, reward, next_obs, terminated, truncated) -> dict:
+        return {"obs": obs, "action": action, "reward": torch.from_numpy(reward.astype(np.float32)),
+                "next_obs": next_obs, "terminated": torch.from_numpy(terminated),
+                "truncated": torch.from_numpy(truncated)}
 
     def _goal_step(self):
         """:meth:`step` for dict observations (per-key tensors, success of finished episodes)."""
@@ -111,22 +123,12 @@ class EnvRunner(Module, Closeable):
         self.episode_length += 1
         if done.any():
             next_obs = {k: v.clone() for k, v in self.obs.items()}
-            success = info.get("final_info", {}).get("is_success")
             for i in np.flatnonzero(done):
                 final = info["final_obs"][i]
                 for k in GOAL_KEYS:
                     next_obs[k][i] = torch.as_tensor(final[k], dtype=torch.float32)
-                episode = {"return": float(self.episode_return[i]), "length": int(self.episode_length[i]), "env": int(i)}
-                if success is not None:
-                    episode["success"] = float(success[i])
-                finished.append(episode)
-            self.episode_return[done] = 0.0
-            self.episode_length[done] = 0
-        exp = {
-            "obs": obs, "action": action, "reward": torch.from_numpy(reward.astype(np.float32)),
-            "next_obs": next_obs, "terminated": torch.from_numpy(terminated), "truncated": torch.from_numpy(truncated),
-        }
-        return exp, finished
+            finished = self._end_episodes(done, info.get("final_info", {}).get("is_success"))
+        return self._experience(obs, action, reward, next_obs, terminated, truncated), finished
 
     def close(self) -> None:
         self.vec.close()
