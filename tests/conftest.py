@@ -48,9 +48,12 @@ def tree_state():
 
 
 @pytest.fixture
-def one_thread():
+def one_thread(monkeypatch):
     """Run a compute-heavy test with one torch thread (restored afterwards): on a small shared
-    machine a second intra-op thread only adds contention for these tiny networks."""
+    machine a second intra-op thread only adds contention for these tiny networks. A run started
+    inside the test takes its count from ``OMP_NUM_THREADS`` (components/threads.py), so that two
+    runs compared bit for bit use the same count whatever the machine's load."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--overwrite", action="store_true", help="delete an existing run in --run-dir first")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--threads", type=int, default=None,
-                   help="torch threads (default: the cores other processes leave free, re-checked as it runs)")
+                   help="torch threads (default: the cores other processes leave free when the run first starts, kept on resume)")
     t.add_argument("--load", default=None, metavar="RUN_DIR",
                    help="start from another run's trained weights (policy, critic, normaliser; not optimizers, "
                         "replay or counters); same algo and observation/action shapes")
@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--steps", type=int, default=None, help="total env steps of the run (default: as first asked)")
     r.add_argument("--device", default="auto")
     r.add_argument("--no-progress", action="store_true")
-    r.add_argument("--threads", type=int, default=None, help="torch threads (default: adapt to the free cores)")
+    r.add_argument("--threads", type=int, default=None, help="torch threads (default: the count the run started with)")
 
     e = sub.add_parser("eval", help="evaluate a run's latest checkpoint")
     e.add_argument("run_dir")

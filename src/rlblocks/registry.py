@@ -131,7 +131,7 @@ def _service_modules(env_id: str, cfg: BaseConfig, seed: int, opts: RunOptions) 
     if opts.run_dir is not None:
         modules.append(Checkpointer(opts.run_dir, opts.checkpoint_every, opts.total_steps))
     if opts.training:
-        modules.append(Threads(opts.threads, every=1000))
+        modules.append(Threads(opts.threads))
     return modules
 
 

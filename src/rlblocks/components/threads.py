@@ -4,13 +4,15 @@ Small-MLP updates gain from a second thread only when a core is idle. With more 
 than cores, OpenMP's spinning workers fight each other: two default SAC HalfCheetah runs started
 together on 2 cores fell from 148 to 30 steps/s each with 2 threads, and ran at 87-93 steps/s each
 with one thread (``benchmarks/concurrency.py``, docs/benchmarks.md). With ``threads=None`` (auto,
-the default) this module sets ``torch.set_num_threads(cores - others)`` (at least 1) when training
-starts and again every ``every`` env steps, where ``others`` is the number of runnable threads of
-other processes (``/proc/loadavg`` minus this process's running threads, median of a few samples).
+the default) this module chooses ``cores - others`` threads (at least 1) when a run first starts,
+where ``others`` is the number of runnable threads of other processes (``/proc/loadavg`` minus
+this process's running threads, median of a few samples).
 
-A fixed count (``--threads N``, or ``OMP_NUM_THREADS`` in the environment) turns the adaptation
-off. SAC/TD3/DDPG updates at the default sizes are bitwise the same with 1 and 2 threads
-(measured); PPO's are not, so a PPO run that must resume bit-exactly should fix ``--threads``.
+The count is chosen once per run and kept in the checkpoint, so that a resumed run uses the count
+the run started with: results depend on it (PPO's updates differ in the last bits between 1 and 2
+threads), and a run must resume bit-exactly and a seed must give one result. An explicit count
+(``--threads N``, or ``OMP_NUM_THREADS`` in the environment) overrides the recorded one; a resume
+with a different count than the run's continues correctly but not bit-exactly.
 """
 
 from __future__ import annotations
@@ -73,36 +75,35 @@ def free_threads(n_cores: int, others: float | None) -> int:
 
 
 class Threads(Module):
-    """Sets torch's thread count when training starts and every ``every`` env steps (see the module
-    docstring). ``fixed``: a count to set once (no adaptation); ``None``: adapt, unless
-    ``OMP_NUM_THREADS`` is set, which is then respected."""
+    """Sets torch's thread count when training starts (see the module docstring).
+
+    ``fixed``: a count chosen by the user; ``None``: the count recorded in the run's checkpoint,
+    else ``OMP_NUM_THREADS`` when set, else the free cores at the run's first start.
+    """
 
     name = "threads"
 
-    def __init__(self, fixed: int | None = None, every: int = 1000):
+    def __init__(self, fixed: int | None = None):
         super().__init__()
         env = os.environ.get("OMP_NUM_THREADS", "")
         if fixed is None and env.isdigit() and int(env) > 0:
             fixed = int(env)
-        self.fixed, self.every = fixed, every
-        self.next_check, self.active = 0, False
+        self.fixed = fixed
+        self.count: int | None = None  # the count in effect: recorded in checkpoints
 
     def on_train_start(self) -> None:
         """Only a run started by ``rlblocks``'s loop (``run.train``/``resume``) manages threads; an agent
         stepped by hand (``agent.train``) leaves the caller's setting alone."""
-        self.active = True
         if self.fixed is not None:
-            torch.set_num_threads(self.fixed)
-            return
-        self._adapt()
-        self.next_check = self.agent.env_steps + self.every
+            self.count = self.fixed
+        elif self.count is None:  # a new run (or one from before counts were recorded)
+            self.count = free_threads(cores(), others_running())
+        if self.count != torch.get_num_threads():
+            torch.set_num_threads(self.count)
 
-    def after_step(self) -> None:
-        if self.active and self.fixed is None and self.agent.env_steps >= self.next_check:
-            self.next_check = self.agent.env_steps + self.every
-            self._adapt()
+    def state_dict(self):
+        return {} if self.count is None else {"count": self.count}
 
-    def _adapt(self) -> None:
-        n = free_threads(cores(), others_running())
-        if n != torch.get_num_threads():
-            torch.set_num_threads(n)
+    def load_state_dict(self, state):
+        if "count" in state:
+            self.count = int(state["count"])
