@@ -10,7 +10,7 @@ import torch
 
 from rlblocks.components.csv_log import append_csv_row, truncate_csv
 from rlblocks.envs import make_env, make_vec_env
-from rlblocks.module import Module
+from rlblocks.module import Module, as_actor
 
 EVAL_COLUMNS = ("hours", "epoch", "frames", "score")  # STEVE's greedy.csv columns
 
@@ -25,7 +25,8 @@ def evaluate(agent, env_id: str, episodes: int, seed: int, deterministic: bool =
     With a deterministic policy the returns equal one-episode-at-a-time evaluation (to float
     rounding of batched matrix products: ``tests/test_evaluation.py``). The policy acts without
     exploration noise (``deterministic`` picks the mode of a stochastic policy); the observation
-    normaliser is only read, so it stays frozen.
+    normaliser is only read, so it stays frozen. The evaluation keeps its own actor states
+    (:class:`~rlblocks.module.Actor`), reset wherever an env starts its next episode.
 
     Returns:
         ``episodes`` returns, in episode order.
@@ -34,7 +35,8 @@ def evaluate(agent, env_id: str, episodes: int, seed: int, deterministic: bool =
 
     n = max(1, min(episodes, num_envs or episodes))
     vec = make_vec_env(env_id, n, "sync", info_keys=(), autoreset_mode=AutoresetMode.DISABLED)
-    policy, to_env = agent.policy, agent.env.to_env_action
+    actor, to_env = as_actor(agent.policy), agent.env.to_env_action
+    state = actor.initial_state(n)
     returns = np.zeros(episodes)
     episode = np.arange(n)  # the episode each env runs
     total = np.zeros(n)
@@ -43,7 +45,7 @@ def evaluate(agent, env_id: str, episodes: int, seed: int, deterministic: bool =
         obs, _ = vec.reset(seed=[seed + k for k in range(n)])
         next_episode = n
         while running.any():
-            action = policy.act(torch.as_tensor(obs, dtype=torch.float32), explore=False, deterministic=deterministic)
+            action, state, _ = actor.act(torch.as_tensor(obs, dtype=torch.float32), state, False, deterministic)
             obs, reward, terminated, truncated, _ = vec.step(to_env(action))
             total += np.where(running, reward, 0.0)  # a finished env idles until the last one ends
             ended = terminated | truncated
@@ -61,6 +63,7 @@ def evaluate(agent, env_id: str, episodes: int, seed: int, deterministic: bool =
                     running[i] = False
             if running.any():
                 obs, _ = vec.reset(seed=seeds, options={"reset_mask": ended})
+                state = actor.reset_state(state, torch.from_numpy(ended))
     finally:
         vec.close()
     return returns.tolist()
@@ -91,15 +94,15 @@ def record(agent, env_id: str, episodes: int, seed: int, deterministic: bool, vi
                               video_length=video_length, disable_logger=True)
     bar = tqdm(total=per_episode * episodes if per_episode else None, unit="frame", desc="recording",
                disable=not progress or video_path is None, dynamic_ncols=True)
-    policy, returns = agent.policy, []
+    actor, returns = as_actor(agent.policy), []
     try:
         for k in range(episodes):
             obs, _ = env.reset(seed=seed + k)
-            total, done, frames = 0.0, False, 0
+            total, done, frames, state = 0.0, False, 0, actor.initial_state(1)
             while not done:
-                action = policy.act(torch.as_tensor(obs, dtype=torch.float32)[None], explore=False,
-                                    deterministic=deterministic)[0]
-                obs, reward, terminated, truncated, _ = env.step(agent.env.to_env_action(action))
+                action, state, _ = actor.act(torch.as_tensor(obs, dtype=torch.float32)[None], state, False,
+                                             deterministic)
+                obs, reward, terminated, truncated, _ = env.step(agent.env.to_env_action(action[0]))
                 total += float(reward)
                 done = terminated or truncated
                 frames += 1
