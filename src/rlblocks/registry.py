@@ -18,7 +18,8 @@ from rlblocks.algos.ddpg import DDPG, DDPGConfig
 from rlblocks.algos.merl import MERLConfig, merl_modules
 from rlblocks.algos.merl_heads import MERLHeads
 from rlblocks.algos.off_policy import Critic, DeterministicPolicy, GaussianPolicy, OffPolicyConfig
-from rlblocks.algos.ppo import PPOConfig, ppo_modules
+from rlblocks.algos.ppo import PPOConfig
+from rlblocks.algos.ppo_modules import ppo_modules
 from rlblocks.algos.sac import SAC, SACConfig
 from rlblocks.algos.td3 import TD3, TD3Config
 from rlblocks.buffers import ReplayBuffer

@@ -36,10 +36,8 @@ from torch import nn
 from rlblocks.algos.auxiliary import AuxiliaryLoss, AuxInputs, add_auxiliary_losses, auxiliary_parameters
 from rlblocks.algos.ppo_loss import clipped_ppo_loss
 from rlblocks.buffers.rollout import RolloutBuffer
-from rlblocks.components.normalizer import ObsNormalizer
-from rlblocks.components.return_normalizer import ReturnNormalizer
 from rlblocks.config import BaseConfig, param
-from rlblocks.errors import ConfigError, RLBlocksError
+from rlblocks.errors import ConfigError
 from rlblocks.metrics import MetricSums
 from rlblocks.module import Actor, ArrayCheckpoint, MetricsSource, Module
 from rlblocks.nets.activations import relu_layer, tanh_layer
@@ -402,36 +400,3 @@ def explained_variance(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     """``1 - Var[target - pred] / Var[target]`` (NaN when the target is constant), as a tensor."""
     var = target.var(unbiased=False)
     return 1.0 - (target - pred).var(unbiased=False) / var
-
-
-def ppo_modules(env, cfg: PPOConfig, device: torch.device, total_steps: int, aux_factory=None) -> list[Module]:
-    """The learner modules of PPO for ``env`` (an :class:`EnvRunner`): normalisers, policy,
-    rollout, an optional auxiliary-loss module (``aux_factory(feature_dim, obs_dim, device)`` →
-    :class:`~rlblocks.algos.auxiliary.AuxiliaryLoss`) and the update.
-
-    Raises:
-        RLBlocksError: observations that are not a flat vector, or actions neither Box nor Discrete.
-    """
-    import gymnasium as gym
-
-    obs_shape = tuple(env.obs_space.shape)
-    if len(obs_shape) != 1:
-        raise RLBlocksError(f"{env.env_id} has observations of shape {obs_shape}; PPO's MLP needs a flat vector")
-    space = env.action_space
-    if isinstance(space, gym.spaces.Discrete):
-        act_dim, action_shape, discrete = int(space.n), (), True
-    elif isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
-        act_dim, action_shape, discrete = int(space.shape[0]), (int(space.shape[0]),), False
-    else:
-        raise RLBlocksError(f"{env.env_id} has actions {space}; PPO supports Box (1-D) and Discrete")
-    net = ActorCritic(obs_shape[0], act_dim, discrete, cfg.hidden_sizes, cfg.activation, cfg.shared_network)
-    policy = PPOPolicy(net, device)
-    aux = aux_factory(net.feature_dim, obs_shape[0], device) if aux_factory is not None else None
-    buffer = RolloutBuffer(cfg.n_steps, cfg.num_envs, obs_shape, action_shape, device,
-                           store_next_obs=aux is not None and aux.needs_next_obs)
-    modules: list[Module] = [ObsNormalizer(obs_shape, cfg.normalize_obs, cfg.obs_clip).to(device),
-                             ReturnNormalizer(cfg.num_envs, cfg.gamma, cfg.normalize_reward, cfg.reward_clip),
-                             policy, Rollout(buffer)]
-    if aux is not None:
-        modules.append(aux)
-    return modules + [PPO(cfg, total_steps)]
