@@ -36,9 +36,10 @@ def run_rlblocks(steps: int, seed: int, arch: str) -> tuple[float, float]:
 
 
 def run_sb3_contrib(steps: int, seed: int) -> tuple[float, float]:
-    import rlblocks.envs  # noqa: F401 - registers CartPoleNoVel-v1
     from sb3_contrib import RecurrentPPO
     from stable_baselines3.common.env_util import make_vec_env
+
+    import rlblocks.envs  # noqa: F401 - registers CartPoleNoVel-v1
 
     def linear(start: float):
         return lambda progress: progress * start

@@ -56,7 +56,7 @@ def test_hidden_state_resets_at_episode_starts_inside_a_vector_env(one_thread):
         resets = 0
         for _ in range(60):
             before = env.state.clone()
-            exp, finished = env.step()
+            exp, _ = env.step()
             done = (exp["terminated"] | exp["truncated"]).numpy()
             assert torch.equal(exp["extras"]["state"], before)  # the state the actor acted from
             assert not env.state[:, done].any()
@@ -153,7 +153,7 @@ def test_scoring_with_stored_states_equals_step_by_step_acting(one_thread):
 
 # ----------------------------------------------------------------------------- resume
 def test_recurrent_run_resumed_mid_episode_equals_the_uninterrupted_run(tmp_path, one_thread):
-    from test_determinism import leaves  # noqa: PLC0415 - the determinism suite's comparison
+    from test_determinism import leaves
 
     # no annealing: it depends on each session's total steps
     overrides = {**SMALL, "arch": "lstm", "num_envs": "2", "seq_len": "8", "log_every": "64", "anneal_lr": "false",
