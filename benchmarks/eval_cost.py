@@ -23,6 +23,7 @@ import torch
 
 from rlblocks import run
 from rlblocks.components.evaluator import evaluate
+from rlblocks.module import as_actor
 from rlblocks.registry import RunOptions, build_agent, get_algo
 
 
@@ -30,12 +31,12 @@ def sequential(agent, env_id: str, episodes: int, seed: int) -> None:
     """The evaluation before vectorisation: one env, one episode after another, batch-1 actions."""
     from rlblocks.envs import make_env
 
-    env = make_env(env_id)
+    env, actor = make_env(env_id), as_actor(agent.policy)
     for k in range(episodes):
         obs, _ = env.reset(seed=seed + k)
-        done = False
+        done, state = False, actor.initial_state(1)
         while not done:
-            a = agent.policy.act(torch.as_tensor(obs, dtype=torch.float32)[None], explore=False, deterministic=True)
+            a, state, _ = actor.act(torch.as_tensor(obs, dtype=torch.float32)[None], state, False, True)
             obs, _, terminated, truncated, _ = env.step(agent.env.to_env_action(a[0]))
             done = terminated or truncated
     env.close()

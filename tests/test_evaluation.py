@@ -13,6 +13,7 @@ import torch
 
 from rlblocks import run
 from rlblocks.components.evaluator import evaluate, record
+from rlblocks.module import as_actor
 from rlblocks.registry import RunOptions, build_agent, get_algo
 
 
@@ -28,13 +29,13 @@ def sequential_returns(agent, env_id: str, episodes: int, seed: int, determinist
     it was vectorised)."""
     from rlblocks.envs import make_env
 
-    env, out = make_env(env_id), []
+    env, out, actor = make_env(env_id), [], as_actor(agent.policy)
     for k in range(episodes):
         obs, _ = env.reset(seed=seed + k)
-        total, done = 0.0, False
+        total, done, state = 0.0, False, actor.initial_state(1)
         while not done:
-            action = agent.policy.act(torch.as_tensor(obs, dtype=torch.float32)[None], explore=False,
-                                      deterministic=deterministic)[0]
+            action, state, _ = actor.act(torch.as_tensor(obs, dtype=torch.float32)[None], state, False, deterministic)
+            action = action[0]
             obs, reward, terminated, truncated, _ = env.step(agent.env.to_env_action(action))
             total, done = total + float(reward), terminated or truncated
         out.append(total)

@@ -145,7 +145,7 @@ def test_gaussian_actions_are_clipped_for_the_env_but_stored_raw():
         assert stored.abs().max() > 1.0
         exp, _ = agent.env.step()
         assert exp["action"].abs().max() <= 1.0
-        assert torch.equal(exp["action"], agent.policy.last[1].clamp(-1, 1))
+        assert torch.equal(exp["action"], exp["extras"]["action"].clamp(-1, 1))
     finally:
         agent.env.close()
 
@@ -163,12 +163,12 @@ def test_numpy_acting_equals_torch_acting(activation, one_thread):
 
         def both(obs):
             torch.manual_seed(7)
-            a_np = policy.act(obs)
-            x_np, raw_np = policy.last
+            a_np, _, extras = policy.act(obs, ())
+            x_np, raw_np = extras["obs"], extras["action"]
             policy.numpy_acting = False
             torch.manual_seed(7)
-            a_t = policy.act(obs)
-            x_t, raw_t = policy.last
+            a_t, _, extras = policy.act(obs, ())
+            x_t, raw_t = extras["obs"], extras["action"]
             policy.numpy_acting = True
             return (a_np, x_np, raw_np), (a_t, x_t, raw_t)
 

@@ -18,6 +18,8 @@ import abc
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rlblocks.nets.recurrent import reset_where
+
 if TYPE_CHECKING:
     from rlblocks.agent import Agent
 
@@ -102,3 +104,52 @@ class Closeable(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release the resources."""
+
+
+class Actor(abc.ABC):
+    """The acting seam: a policy that can act away from the agent (DESIGN.md, "Seams").
+
+    ``state`` is what a recurrent policy carries from one step to the next, per env: a tensor with
+    the env dimension at dim 1 (e.g. a packed hidden state ``[K, N, H]``), or ``()`` for a
+    feed-forward policy. Whoever steps envs keeps one state per env (``initial_state(n)``), threads
+    it through ``act`` and calls ``reset_state`` where episodes start; training and evaluation hold
+    their own states. ``act`` reads only the actor's own attributes (networks, the normaliser's
+    statistics), never ``agent.*``.
+    """
+
+    @abc.abstractmethod
+    def initial_state(self, n: int):
+        """The state of ``n`` envs at the start of their episodes (``()`` when feed-forward)."""
+
+    @abc.abstractmethod
+    def act(self, obs, state, explore: bool = True, deterministic: bool = False):
+        """``(action, next state, extras)`` for observations ``obs [N, *obs_shape]`` (CPU).
+
+        ``explore``: training-time acting (sampling, exploration noise); else evaluation, the mode
+        if ``deterministic``. ``extras`` (a dict of CPU tensors, possibly empty) is what acting
+        computed for learning (normalised observation, raw sample, the state used), handed to the
+        learner in the experience dict under ``"extras"``.
+        """
+
+    def reset_state(self, state, starts):
+        """``state`` with the envs where ``starts`` (``[N]`` bool tensor) is True back at their
+        initial (zero) state; a feed-forward ``()`` passes through."""
+        return state if isinstance(state, tuple) else reset_where(state, starts)
+
+
+class PolicyActor(Actor):
+    """A feed-forward policy with ``act(obs, explore, deterministic) -> action`` seen as an :class:`Actor`."""
+
+    def __init__(self, policy):
+        self.policy = policy
+
+    def initial_state(self, n: int):
+        return ()
+
+    def act(self, obs, state, explore: bool = True, deterministic: bool = False):
+        return self.policy.act(obs, explore, deterministic), state, {}
+
+
+def as_actor(policy) -> Actor:
+    """``policy`` itself if it is an :class:`Actor`, else a :class:`PolicyActor` around it."""
+    return policy if isinstance(policy, Actor) else PolicyActor(policy)

@@ -19,7 +19,8 @@ from rlblocks.algos.dqn import DQN, DQNConfig, EpsilonGreedyPolicy, QCritic
 from rlblocks.algos.merl import MERLConfig, merl_modules
 from rlblocks.algos.merl_heads import MERLHeads
 from rlblocks.algos.off_policy import Critic, DeterministicPolicy, GaussianPolicy, OffPolicyConfig
-from rlblocks.algos.ppo import PPOConfig, ppo_modules
+from rlblocks.algos.ppo import PPOConfig
+from rlblocks.algos.ppo_modules import ppo_modules
 from rlblocks.algos.replay_config import ReplayConfig
 from rlblocks.algos.sac import SAC, SACConfig
 from rlblocks.algos.td3 import TD3, TD3Config
@@ -215,15 +216,22 @@ def _on_policy_modules(learner_modules):
 _PPO_CARTPOLE = {"num_envs": 8, "n_steps": 32, "n_minibatches": 1, "n_epochs": 20, "gamma": 0.98,
                  "gae_lambda": 0.8, "lr": 1e-3, "anneal_clip_range": True, "clip_value_loss": False,
                  "normalize_obs": False, "normalize_reward": False}
+# CartPole without velocities: rl-zoo's ppo_lstm settings (the CartPole ones plus observation
+# normalisation, ReLU, an LSTM of 64 for each of actor and critic, net_arch [64] after it; rl-zoo
+# also turns orthogonal init off); --set arch=ff gives the feed-forward baseline.
+_PPO_CARTPOLE_NOVEL = {**_PPO_CARTPOLE, "arch": "lstm", "rnn_size": 64, "hidden_sizes": [64], "normalize_obs": True,
+                       "activation": "relu"}
 # PPO steps its envs 20-30x as fast as SAC updates: evaluating every 10,000 steps would cost as
 # much env stepping as training itself.
 PPO_EVAL_EVERY = 50_000
 ALGOS["ppo"] = AlgoSpec("ppo", PPOConfig, _on_policy_modules(ppo_modules), "any",
                         "PPO, clipped surrogate, as OpenAI baselines ppo2 (Schulman et al. 2017)",
-                        presets={"CartPole-*": _PPO_CARTPOLE}, eval_every=PPO_EVAL_EVERY)
+                        presets={"CartPole-*": _PPO_CARTPOLE, "CartPoleNoVel-*": _PPO_CARTPOLE_NOVEL},
+                        eval_every=PPO_EVAL_EVERY)
 ALGOS["ppo-merl"] = AlgoSpec("ppo-merl", MERLConfig, _on_policy_modules(merl_modules), "any",
                              "PPO + MERL variance-explained and future-state heads (Flet-Berliac & Preux 2019)",
-                             presets={"CartPole-*": _PPO_CARTPOLE}, eval_every=PPO_EVAL_EVERY)
+                             presets={"CartPole-*": _PPO_CARTPOLE, "CartPoleNoVel-*": _PPO_CARTPOLE_NOVEL},
+                             eval_every=PPO_EVAL_EVERY)
 
 
 def get_algo(name: str) -> AlgoSpec:

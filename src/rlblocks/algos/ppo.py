@@ -36,24 +36,27 @@ from torch import nn
 from rlblocks.algos.auxiliary import AuxiliaryLoss, AuxInputs, add_auxiliary_losses, auxiliary_parameters
 from rlblocks.algos.ppo_loss import clipped_ppo_loss
 from rlblocks.buffers.rollout import RolloutBuffer
-from rlblocks.components.normalizer import ObsNormalizer
-from rlblocks.components.return_normalizer import ReturnNormalizer
 from rlblocks.config import BaseConfig, param
-from rlblocks.errors import ConfigError, RLBlocksError
+from rlblocks.errors import ConfigError
 from rlblocks.metrics import MetricSums
-from rlblocks.module import ArrayCheckpoint, MetricsSource, Module
+from rlblocks.module import Actor, ArrayCheckpoint, MetricsSource, Module
 from rlblocks.nets.activations import relu_layer, tanh_layer
 from rlblocks.nets.distributions import CategoricalHead, DiagGaussianHead, orthogonal_init
 from rlblocks.nets.ensemble import EnsembleLinear
 from rlblocks.nets.flat import FlatParameters
 from rlblocks.nets.numpy_actor import NumpyGaussianActor
+from rlblocks.nets.recurrent import ARCHS
 
 
 @dataclass
 class PPOConfig(BaseConfig):
     """PPO keys; defaults are baselines ppo2's MuJoCo set (``ppo2/defaults.py: mujoco()``)."""
 
-    hidden_sizes: list = param([64, 64], help="MLP hidden layer widths (actor and critic)")
+    hidden_sizes: list = param([64, 64], help="MLP hidden layer widths (actor and critic; after the cell if recurrent)")
+    arch: str = param("ff", choices=ARCHS, help="feed-forward, or an LSTM/GRU cell for each of actor and critic")
+    rnn_size: int = param(64, low=1, help="hidden units of each recurrent cell (arch=lstm|gru)")
+    rnn_layers: int = param(1, low=1, high=8, help="stacked layers of each recurrent cell (arch=lstm|gru)")
+    seq_len: int = param(0, low=0, help="steps per training sequence (arch=lstm|gru; 0: n_steps, a whole rollout column)")
     activation: str = param("tanh", choices=("tanh", "relu"), help="hidden-layer activation")
     shared_network: bool = param(False, help="one trunk for actor and critic (baselines default: separate copy)")
     normalize_obs: bool = param(True, help="running mean/std observation normalisation")
@@ -83,6 +86,20 @@ class PPOConfig(BaseConfig):
             raise ConfigError(
                 f"n_steps × num_envs = {self.n_steps} × {self.num_envs} = {batch} is not divisible by "
                 f"n_minibatches={self.n_minibatches}; pick n_minibatches dividing {batch} or change n_steps/num_envs")
+        if self.arch == "ff":
+            return
+        if self.shared_network:
+            raise ConfigError(f"shared_network=true is feed-forward only; arch={self.arch} gives actor and critic "
+                              "their own cell")
+        seq_len = self.seq_len or self.n_steps
+        if self.n_steps % seq_len:
+            raise ConfigError(f"seq_len={self.seq_len} does not divide n_steps={self.n_steps}; pick a divisor "
+                              f"of {self.n_steps} (0: the whole rollout column)")
+        chunks = self.num_envs * self.n_steps // seq_len
+        if chunks % self.n_minibatches:
+            raise ConfigError(f"n_minibatches={self.n_minibatches} does not divide the {chunks} sequences of a rollout "
+                              f"(num_envs × n_steps / seq_len = {self.num_envs} × {self.n_steps} / {seq_len}); "
+                              f"pick n_minibatches dividing {chunks}")
 
 
 def _trunk_layer(n_trunks: int, in_dim: int, out_dim: int) -> EnsembleLinear:
@@ -136,55 +153,68 @@ class ActorCritic(nn.Module):
         return log_prob, entropy, self.v_head(v).squeeze(-1), v
 
 
-class PPOPolicy(Module):
-    """The ``policy`` module: normalises observations, samples actions, caches what PPO stores.
+class PPOPolicy(Module, Actor):
+    """The ``policy`` module, a feed-forward :class:`~rlblocks.module.Actor`: normalises
+    observations and samples actions.
 
-    ``act(obs)`` (training) samples ``a ~ pi(.|s)`` and caches ``(normalised obs, raw sample)``
-    in ``last`` for the ``rollout`` module (log-probs and values are computed by the update, in
-    one batched pass over the rollout). Gaussian samples are clipped to
-    [-1, 1] only in the returned action (sent to the env); the raw sample is what the update
-    scores. ``act(obs, explore=False)`` (evaluation) returns the mode if ``deterministic``, else a
-    sample, and caches nothing. Shapes: ``obs [N, obs_dim]`` (CPU) → ``[N, act_dim]`` or ``[N]``.
+    ``act(obs, state)`` (training) samples ``a ~ pi(.|s)`` and returns, as ``extras``, the
+    normalised observation ``"obs"`` and the raw sample ``"action"`` for the ``rollout`` module
+    (log-probs and values are computed by the update, in one batched pass over the rollout).
+    Gaussian samples are clipped to [-1, 1] only in the returned action (sent to the env); the raw
+    sample is what the update scores. ``act(obs, state, explore=False)`` (evaluation) returns the
+    mode if ``deterministic``, else a sample, and no extras. The state is ``()``.
+    Shapes: ``obs [N, obs_dim]`` (CPU) → ``[N, act_dim]`` or ``[N]``.
 
     On CPU, training-time acting of a Gaussian policy runs in NumPy
     (:class:`~rlblocks.nets.numpy_actor.NumpyGaussianActor`: same maths and same torch RNG draw,
-    at under half the per-call cost); ``numpy_acting=False`` keeps it in torch.
+    at under half the per-call cost); ``numpy_acting=False`` keeps it in torch. Acting reads the
+    normaliser's statistics through ``self.normalizer`` (set in ``setup``), not through the agent.
     """
 
     name = "policy"
     requires = ("normalizer",)
 
-    def __init__(self, net: ActorCritic, device: torch.device, numpy_acting: bool = True):
+    def __init__(self, net: nn.Module, device: torch.device, numpy_acting: bool = True):
         super().__init__()
         self.net, self.device = net.to(device), device
         self.discrete = net.pi_head.discrete
-        self.last: tuple[torch.Tensor, ...] | None = None
         self.numpy_acting = numpy_acting and device.type == "cpu" and not self.discrete
         self._numpy_actor: NumpyGaussianActor | None = None
 
+    def setup(self) -> None:
+        self.normalizer = self.agent.normalizer
+
+    def initial_state(self, n: int):
+        return ()
+
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, explore: bool = True, deterministic: bool = False) -> torch.Tensor:
+    def act(self, obs: torch.Tensor, state=(), explore: bool = True, deterministic: bool = False):
         if explore and self.numpy_acting:
-            return self._act_numpy(obs)
-        x = self.agent.normalizer(obs.to(self.device))
+            return self._act_numpy(obs, state)
+        x = self.normalizer(obs.to(self.device))
         pi = self.net.features(x)[0]
         if explore:
             action = self.net.pi_head.sample_action(pi)
-            self.last = (x, action)
+            extras = {"obs": x, "action": action}
         else:
             action = self.net.pi_head.mode(pi) if deterministic else self.net.pi_head.sample_action(pi)
+            extras = {}
+        return self.env_action(action), state, extras
+
+    def env_action(self, action: torch.Tensor) -> torch.Tensor:
+        """The action sent to the env: on CPU, clipped to [-1, 1] if Gaussian."""
         return (action if self.discrete else action.clamp(-1.0, 1.0)).cpu()
 
-    def _act_numpy(self, obs: torch.Tensor) -> torch.Tensor:
+    def _act_numpy(self, obs: torch.Tensor, state):
         actor = self._numpy_actor
         if actor is None or actor.stale():  # built lazily: FlatParameters re-points the parameters in setup
-            normalizer = self.agent.normalizer
+            normalizer = self.normalizer
             actor = self._numpy_actor = NumpyGaussianActor(
                 self.net, self.net.activation_name, normalizer.rms if normalizer.enabled else None)
         x, action = actor(obs.numpy())
-        self.last = (torch.from_numpy(x), torch.from_numpy(action))
+        extras = {"obs": torch.from_numpy(x), "action": torch.from_numpy(action)}
         clipped = np.maximum(action, -1.0)  # np.clip costs 3x two ufuncs at this size
-        return torch.from_numpy(np.minimum(clipped, 1.0, out=clipped))
+        return torch.from_numpy(np.minimum(clipped, 1.0, out=clipped)), state, extras
 
     @torch.no_grad()
     def value(self, normalized_obs: torch.Tensor) -> torch.Tensor:
@@ -200,8 +230,9 @@ class PPOPolicy(Module):
 class Rollout(Module, ArrayCheckpoint):
     """The ``rollout`` module: stores each vector step in a :class:`RolloutBuffer`.
 
-    Rewards pass through ``agent.return_normalizer`` when present. Where an episode is truncated,
-    its final observation is kept (normalised now) for the GAE bootstrap ``V(final obs)``.
+    The normalised observation and the raw action come from the actor's ``extras``. Rewards pass
+    through ``agent.return_normalizer`` when present. Where an episode is truncated, its final
+    observation is kept (normalised now) for the GAE bootstrap ``V(final obs)``.
     Saved as ``rollout.npz`` (a run resumed mid-rollout continues it exactly).
     """
 
@@ -214,7 +245,8 @@ class Rollout(Module, ArrayCheckpoint):
 
     def process_experience(self, exp) -> None:
         agent, buf = self.agent, self.buffer
-        obs, action = agent.policy.last
+        extras = exp["extras"]
+        obs, action = extras["obs"], extras["action"]
         reward = exp["reward"]
         if "return_normalizer" in agent.modules:
             reward = agent.return_normalizer.scale(reward)
@@ -308,8 +340,8 @@ class PPO(Module, MetricsSource):
         log_ratios = torch.empty(n, buf.size // cfg.n_minibatches, device=buf.device)
         k = 0
         for _ in range(cfg.n_epochs):
-            for b in buf.minibatches(cfg.n_minibatches, normalize_advantage=cfg.normalize_advantage):
-                log_prob, entropy, value, v_features = net.evaluate(b.obs, b.action)
+            for b in self.minibatches(buf):
+                log_prob, entropy, value, v_features = self.evaluate(net, b)
 
                 # Eq. 9 (as a loss to minimise): -L^CLIP (Eq. 7, r_t = pi(a|s) / pi_old(a|s)) + c1 L^VF,
                 # L^VF = (V(s) - V_targ)^2 with V_targ the GAE return, clipped as in ppo2: the new value
@@ -340,6 +372,16 @@ class PPO(Module, MetricsSource):
                                         explained_variance(buf.value, buf.ret)]),
                                         torch.tensor([lr], device=buf.device)]))
 
+    def minibatches(self, buf: RolloutBuffer):
+        """One epoch of minibatches: shuffled single steps (the sequence variant: sequences)."""
+        return buf.minibatches(self.cfg.n_minibatches, normalize_advantage=self.cfg.normalize_advantage)
+
+    @staticmethod
+    def evaluate(net, batch):
+        """``(log_prob, entropy, value, critic features)`` of a minibatch's steps, each ``[B]``
+        (features ``[B, H]``), under the current parameters."""
+        return net.evaluate(batch.obs, batch.action)
+
     def pop_metrics(self) -> dict[str, float]:
         """Mean of each metric over the rollouts since the last call (NaN before the first)."""
         return self.metrics.pop()
@@ -358,36 +400,3 @@ def explained_variance(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     """``1 - Var[target - pred] / Var[target]`` (NaN when the target is constant), as a tensor."""
     var = target.var(unbiased=False)
     return 1.0 - (target - pred).var(unbiased=False) / var
-
-
-def ppo_modules(env, cfg: PPOConfig, device: torch.device, total_steps: int, aux_factory=None) -> list[Module]:
-    """The learner modules of PPO for ``env`` (an :class:`EnvRunner`): normalisers, policy,
-    rollout, an optional auxiliary-loss module (``aux_factory(feature_dim, obs_dim, device)`` →
-    :class:`~rlblocks.algos.auxiliary.AuxiliaryLoss`) and the update.
-
-    Raises:
-        RLBlocksError: observations that are not a flat vector, or actions neither Box nor Discrete.
-    """
-    import gymnasium as gym
-
-    obs_shape = tuple(env.obs_space.shape)
-    if len(obs_shape) != 1:
-        raise RLBlocksError(f"{env.env_id} has observations of shape {obs_shape}; PPO's MLP needs a flat vector")
-    space = env.action_space
-    if isinstance(space, gym.spaces.Discrete):
-        act_dim, action_shape, discrete = int(space.n), (), True
-    elif isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
-        act_dim, action_shape, discrete = int(space.shape[0]), (int(space.shape[0]),), False
-    else:
-        raise RLBlocksError(f"{env.env_id} has actions {space}; PPO supports Box (1-D) and Discrete")
-    net = ActorCritic(obs_shape[0], act_dim, discrete, cfg.hidden_sizes, cfg.activation, cfg.shared_network)
-    policy = PPOPolicy(net, device)
-    aux = aux_factory(net.feature_dim, obs_shape[0], device) if aux_factory is not None else None
-    buffer = RolloutBuffer(cfg.n_steps, cfg.num_envs, obs_shape, action_shape, device,
-                           store_next_obs=aux is not None and aux.needs_next_obs)
-    modules: list[Module] = [ObsNormalizer(obs_shape, cfg.normalize_obs, cfg.obs_clip).to(device),
-                             ReturnNormalizer(cfg.num_envs, cfg.gamma, cfg.normalize_reward, cfg.reward_clip),
-                             policy, Rollout(buffer)]
-    if aux is not None:
-        modules.append(aux)
-    return modules + [PPO(cfg, total_steps)]

@@ -11,16 +11,23 @@ import torch
 from rlblocks.envs import make_vec_env
 from rlblocks.envs.goal import GOAL_KEYS, is_goal_space, obs_to_tensor
 from rlblocks.errors import CheckpointError, RLBlocksError
-from rlblocks.module import Closeable, Module
+from rlblocks.module import Actor, Closeable, Module, as_actor
 
 
 class EnvRunner(Module, Closeable):
-    """Steps a gymnasium vector env (``SAME_STEP`` autoreset) with ``agent.policy``.
+    """Steps a gymnasium vector env (``SAME_STEP`` autoreset) with ``agent.policy`` as an
+    :class:`~rlblocks.module.Actor`.
 
     ``step()`` returns ``(exp, finished)``: ``exp`` holds CPU tensors with leading dim
     ``num_envs`` — ``obs``, ``action`` (policy space [-1, 1] for Box), ``reward``, ``next_obs``
-    (the true final observation where an episode ended), ``terminated``, ``truncated`` — and
-    ``finished`` lists ``{"return", "length", "env"}`` of episodes that ended on this step.
+    (the true final observation where an episode ended), ``terminated``, ``truncated`` — and the
+    actor's ``extras`` (a dict); ``finished`` lists ``{"return", "length", "env"}`` of episodes
+    that ended on this step.
+
+    The runner keeps the actor's state of each env (``state``: ``()`` when feed-forward) and
+    resets it where an episode ends: with ``SAME_STEP`` autoreset the observation returned at that
+    step is the first of the next episode, so the next ``act`` starts it from the initial state.
+    The states are part of :meth:`state_dict`, so a resumed run continues mid-episode exactly.
 
     Box actions are mapped affinely from [-1, 1] to the env's ``[low, high]``; Discrete actions
     (integer tensors ``[num_envs]``) pass as they are.
@@ -69,29 +76,51 @@ class EnvRunner(Module, Closeable):
         self.episode_return = np.zeros(num_envs)
         self.episode_length = np.zeros(num_envs, dtype=np.int64)
 
+    def setup(self) -> None:
+        self.actor: Actor = as_actor(self.agent.policy)
+        self.state = self.actor.initial_state(self.num_envs)
+
     def to_env_action(self, action: torch.Tensor) -> np.ndarray:
         a = action.numpy()
         return a * self._scale + self._offset if self._rescale else a  # [-1, 1] boxes pass as they are
 
     def step(self):
-        if self.goal:
-            return self._goal_step()
         obs = self.obs
-        action = self.agent.policy.act(obs)
+        action, self.state, extras = self.actor.act(obs, self.state)
         next_obs_np, reward, terminated, truncated, info = self.vec.step(self.to_env_action(action))
-        # from_numpy of fresh float32 copies: as_tensor with a dtype costs 2-5x as much at this size.
-        # The copy matters: the vector env (copy=False) overwrites its array at the next step.
-        self.obs = next_obs = torch.from_numpy(np.array(next_obs_np, dtype=np.float32))
+        if self.goal:
+            self.obs = next_obs = obs_to_tensor(next_obs_np)
+        else:
+            # from_numpy of fresh float32 copies: as_tensor with a dtype costs 2-5x as much at this size.
+            # The copy matters: the vector env (copy=False) overwrites its array at the next step.
+            self.obs = next_obs = torch.from_numpy(np.array(next_obs_np, dtype=np.float32))
         done = terminated | truncated
         finished = []
         self.episode_return += reward
         self.episode_length += 1
         if done.any():
+            next_obs = self._final_obs(done, info["final_obs"])
+            success = info.get("final_info", {}).get("is_success") if self.goal else None
+            finished = self._end_episodes(done, success)
+            # SAME_STEP autoreset: self.obs is already the next episode's first observation
+            self.state = self.actor.reset_state(self.state, torch.from_numpy(done))
+        exp = {"obs": obs, "action": action, "reward": torch.from_numpy(reward.astype(np.float32)),
+               "next_obs": next_obs, "terminated": torch.from_numpy(terminated),
+               "truncated": torch.from_numpy(truncated), "extras": extras}
+        return exp, finished
+
+    def _final_obs(self, done: np.ndarray, final_obs) -> torch.Tensor | dict[str, torch.Tensor]:
+        """The step's next observations with the true last observation where an episode ended."""
+        if not self.goal:
             next_obs = self.obs.clone()
             for i in np.flatnonzero(done):
-                next_obs[i] = torch.as_tensor(info["final_obs"][i], dtype=torch.float32)
-            finished = self._end_episodes(done)
-        return self._experience(obs, action, reward, next_obs, terminated, truncated), finished
+                next_obs[i] = torch.as_tensor(final_obs[i], dtype=torch.float32)
+            return next_obs
+        next_obs = {k: v.clone() for k, v in self.obs.items()}
+        for i in np.flatnonzero(done):
+            for k in GOAL_KEYS:
+                next_obs[k][i] = torch.as_tensor(final_obs[i][k], dtype=torch.float32)
+        return next_obs
 
     def _end_episodes(self, done: np.ndarray, success: np.ndarray | None = None) -> list[dict]:
         """``{"return", "length", "env"[, "success"]}`` of the episodes ending where ``done``; resets their sums."""
@@ -105,31 +134,6 @@ class EnvRunner(Module, Closeable):
         self.episode_length[done] = 0
         return finished
 
-    @staticmethod
-    def _experience(obs, action, reward, next_obs, terminated, truncated) -> dict:
-        return {"obs": obs, "action": action, "reward": torch.from_numpy(reward.astype(np.float32)),
-                "next_obs": next_obs, "terminated": torch.from_numpy(terminated),
-                "truncated": torch.from_numpy(truncated)}
-
-    def _goal_step(self):
-        """:meth:`step` for dict observations (per-key tensors, success of finished episodes)."""
-        obs = self.obs
-        action = self.agent.policy.act(obs)
-        next_obs_np, reward, terminated, truncated, info = self.vec.step(self.to_env_action(action))
-        self.obs = next_obs = obs_to_tensor(next_obs_np)
-        done = terminated | truncated
-        finished = []
-        self.episode_return += reward
-        self.episode_length += 1
-        if done.any():
-            next_obs = {k: v.clone() for k, v in self.obs.items()}
-            for i in np.flatnonzero(done):
-                final = info["final_obs"][i]
-                for k in GOAL_KEYS:
-                    next_obs[k][i] = torch.as_tensor(final[k], dtype=torch.float32)
-            finished = self._end_episodes(done, info.get("final_info", {}).get("is_success"))
-        return self._experience(obs, action, reward, next_obs, terminated, truncated), finished
-
     def close(self) -> None:
         self.vec.close()
 
@@ -137,7 +141,8 @@ class EnvRunner(Module, Closeable):
         snaps = list(self.vec.call("get_snapshot"))
         obs = {k: v.clone() for k, v in self.obs.items()} if self.goal else self.obs.clone()
         return {"obs": obs, "episode_return": torch.from_numpy(self.episode_return.copy()),
-                "episode_length": torch.from_numpy(self.episode_length.copy()), "snapshots": json.dumps(snaps)}
+                "episode_length": torch.from_numpy(self.episode_length.copy()), "snapshots": json.dumps(snaps),
+                "actor_state": [] if isinstance(self.state, tuple) else [self.state.clone()]}
 
     def load_state_dict(self, state):
         """Restore observations, episode statistics and every env's exact state.
@@ -158,12 +163,19 @@ class EnvRunner(Module, Closeable):
             if not isinstance(saved[key], torch.Tensor) or tuple(saved[key].shape) != shape:
                 raise CheckpointError(f"the checkpoint's env.{key} does not have shape {shape} ({self.num_envs} "
                                       f"{self.env_id} envs); resume with the run's own config.json")
+        actor_state = state.get("actor_state", [])
+        if isinstance(self.state, tuple) != (len(actor_state) == 0) or (
+                actor_state and tuple(actor_state[0].shape) != tuple(self.state.shape)):
+            raise CheckpointError(f"the checkpoint's actor state ({[tuple(s.shape) for s in actor_state]}) does not fit "
+                                  "this policy's; resume with the run's own config.json")
         try:
             self.vec.call("set_snapshot", json.loads(state["snapshots"]))
         except Exception as e:  # noqa: BLE001 - a worker process re-raises what set_snapshot raised
             text = str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__
             raise CheckpointError(f"the checkpoint's env snapshots do not fit {self.env_id} ({text}); resume from "
                                   "an earlier checkpoint") from None
+        if actor_state:
+            self.state = actor_state[0].to(self.state.device, self.state.dtype).clone()
         if self.goal:
             self.obs = {k: state["obs"][k].to(torch.float32).clone() for k in GOAL_KEYS}
         else:

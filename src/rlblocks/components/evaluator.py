@@ -6,11 +6,12 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from rlblocks.components.csv_log import append_csv_row, truncate_csv
 from rlblocks.envs import make_env, make_vec_env
 from rlblocks.envs.goal import obs_to_tensor
-from rlblocks.module import Module
+from rlblocks.module import Module, as_actor
 
 EVAL_COLUMNS = ("hours", "epoch", "frames", "score")  # STEVE's greedy.csv columns
 GOAL_EVAL_COLUMNS = (*EVAL_COLUMNS, "success")  # goal envs: mean info["is_success"] at episode ends
@@ -28,7 +29,8 @@ def evaluate(agent, env_id: str, episodes: int, seed: int, deterministic: bool =
     exploration noise (``deterministic`` picks the mode of a stochastic policy); the observation
     normaliser is only read, so it stays frozen. Goal envs' dict observations are passed per key;
     ``successes`` (a list) receives each episode's ``info["is_success"]`` at its last step (NaN
-    where the env reports none).
+    where the env reports none). The evaluation keeps its own actor states
+    (:class:`~rlblocks.module.Actor`), reset wherever an env starts its next episode.
 
     Returns:
         ``episodes`` returns, in episode order.
@@ -38,7 +40,8 @@ def evaluate(agent, env_id: str, episodes: int, seed: int, deterministic: bool =
     n = max(1, min(episodes, num_envs or episodes))
     keys = ("is_success",) if successes is not None else ()
     vec = make_vec_env(env_id, n, "sync", info_keys=keys, autoreset_mode=AutoresetMode.DISABLED)
-    policy, to_env = agent.policy, agent.env.to_env_action
+    actor, to_env = as_actor(agent.policy), agent.env.to_env_action
+    state = actor.initial_state(n)
     returns = np.zeros(episodes)
     success = np.full(episodes, np.nan)
     episode = np.arange(n)  # the episode each env runs
@@ -48,7 +51,7 @@ def evaluate(agent, env_id: str, episodes: int, seed: int, deterministic: bool =
         obs, _ = vec.reset(seed=[seed + k for k in range(n)])
         next_episode = n
         while running.any():
-            action = policy.act(obs_to_tensor(obs), explore=False, deterministic=deterministic)
+            action, state, _ = actor.act(obs_to_tensor(obs), state, False, deterministic)
             obs, reward, terminated, truncated, info = vec.step(to_env(action))
             total += np.where(running, reward, 0.0)  # a finished env idles until the last one ends
             ended = terminated | truncated
@@ -68,6 +71,7 @@ def evaluate(agent, env_id: str, episodes: int, seed: int, deterministic: bool =
                     running[i] = False
             if running.any():
                 obs, _ = vec.reset(seed=seeds, options={"reset_mask": ended})
+                state = actor.reset_state(state, torch.from_numpy(ended))
     finally:
         vec.close()
     if successes is not None:
@@ -100,15 +104,15 @@ def record(agent, env_id: str, episodes: int, seed: int, deterministic: bool, vi
                               video_length=video_length, disable_logger=True)
     bar = tqdm(total=per_episode * episodes if per_episode else None, unit="frame", desc="recording",
                disable=not progress or video_path is None, dynamic_ncols=True)
-    policy, returns = agent.policy, []
+    actor, returns = as_actor(agent.policy), []
     try:
         for k in range(episodes):
             obs, _ = env.reset(seed=seed + k)
-            total, done, frames = 0.0, False, 0
+            total, done, frames, state = 0.0, False, 0, actor.initial_state(1)
             while not done:
                 batch = {k: v[None] for k, v in obs.items()} if isinstance(obs, dict) else np.asarray(obs)[None]
-                action = policy.act(obs_to_tensor(batch), explore=False, deterministic=deterministic)[0]
-                obs, reward, terminated, truncated, _ = env.step(agent.env.to_env_action(action))
+                action, state, _ = actor.act(obs_to_tensor(batch), state, False, deterministic)
+                obs, reward, terminated, truncated, _ = env.step(agent.env.to_env_action(action[0]))
                 total += float(reward)
                 done = terminated or truncated
                 frames += 1
