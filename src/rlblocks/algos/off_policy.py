@@ -214,14 +214,23 @@ class OffPolicyAlgorithm(Module, MetricsSource):
     def update(self, batch) -> tuple[torch.Tensor, ...]:
         raise NotImplementedError
 
-    def td_target(self, b, next_value: torch.Tensor) -> torch.Tensor:
-        """``y = r + discount · V(s') [B]`` (n-step: ``r`` the discounted sum, ``discount = gamma^m (1 -
-        terminated)``); with ``her_clip_target`` clipped to ``[-1/(1-gamma), 0]``, the range of
-        returns of sparse -1/0 rewards (HER, Andrychowicz et al. 2017, Sec. 4 experiments; mrl)."""
-        target = b.reward + b.discount * next_value
+    def target_value(self, obs: torch.Tensor, with_action: bool = False):
+        """Bootstrap value ``[E, B]`` of states ``obs [B, obs_dim]`` (normalised), one row per
+        critic member; with ``with_action`` also the action ``[B, act_dim]`` it was taken at (the
+        next action of an imagined rollout). Call under ``torch.no_grad()``. See :mod:`rlblocks.algos.targets`."""
+        raise NotImplementedError
+
+    def clip_target(self, target: torch.Tensor) -> torch.Tensor:
+        """With ``her_clip_target``, ``y`` clipped to ``[-1/(1-gamma), 0]``, the range of returns of
+        sparse -1/0 rewards (HER, Andrychowicz et al. 2017, Sec. 4 experiments; mrl); else ``y``."""
         if self.cfg.her_clip_target:
             target = target.clamp(-1.0 / (1.0 - self.cfg.gamma), 0.0)
         return target
+
+    def td_target(self, b, next_value: torch.Tensor) -> torch.Tensor:
+        """``y = r + discount · V(s') [B]`` (n-step: ``r`` the discounted sum, ``discount = gamma^m (1 -
+        terminated)``), clipped by :meth:`clip_target`."""
+        return self.clip_target(b.reward + b.discount * next_value)
 
     def pop_metrics(self) -> dict[str, float]:
         """Mean of each metric since the last call (NaN before the first update)."""
