@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from rlblocks.algos.auxiliary import AuxiliaryLoss, AuxInputs, add_auxiliary_losses, auxiliary_parameters
-from rlblocks.algos.replay_config import ReplayConfig
+from rlblocks.algos.expansion_config import ExpansionConfig
 from rlblocks.config import param
 from rlblocks.envs.goal import obs_batch_size, obs_to
 from rlblocks.explore import make_noise
@@ -22,8 +22,8 @@ from rlblocks.nets import DeterministicActor, QEnsemble, SquashedGaussianActor, 
 
 
 @dataclass
-class OffPolicyConfig(ReplayConfig):
-    """Keys shared by DDPG, TD3 and SAC (defaults: Stable-Baselines3's); replay keys in :class:`ReplayConfig`."""
+class OffPolicyConfig(ExpansionConfig):
+    """Keys shared by DDPG, TD3 and SAC (defaults: Stable-Baselines3's); replay and target keys in :class:`ExpansionConfig`."""
 
     actor_lr: float = param(3e-4, low=0.0, high=1.0, low_open=True, help="actor Adam learning rate")
     critic_lr: float = param(3e-4, low=0.0, high=1.0, low_open=True, help="critic Adam learning rate")
