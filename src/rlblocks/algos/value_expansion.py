@@ -56,6 +56,7 @@ class ExpansionTarget(Target, MetricsSource):
         ``[M·B, a]`` (rows ``m·B + i``: dynamics member ``m``, example ``i``)."""
         algo, wm, H = self.agent.algo, self.agent.world_model.model, self.horizon
         M = wm.ensemble_size if self.members is None else len(range(wm.ensemble_size)[self.members])
+        M = M if H > 0 else 1  # horizon 0 is TD(0): no rollout
         B, obs_dim = b.next_obs.shape
         x = b.next_obs.expand(M, B, obs_dim).reshape(M * B, obs_dim)
         values, rewards, continues, states, actions = [], [], [], [x], []

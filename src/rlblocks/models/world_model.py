@@ -104,7 +104,7 @@ class WorldModel(nn.Module):
         Shapes: ``obs, next_obs [E, B, o]``, ``action [E, B, a]``, ``reward, terminated [E, B]``
         (``terminated`` as 0/1 floats). The moments are updated from the batch first.
         """
-        flat = lambda x: x.reshape(-1, x.shape[-1])  # noqa: E731
+        flat = lambda x: x.reshape(-1, x.shape[-1])
         sa, sas, delta = torch.cat([obs, action], -1), torch.cat([obs, action, next_obs], -1), next_obs - obs
         for moments, x in ((self.sa_moments, sa), (self.sas_moments, sas), (self.delta_moments, delta),
                            (self.reward_moments, reward[..., None])):
