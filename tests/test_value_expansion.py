@@ -192,3 +192,19 @@ def test_resume_with_world_model_is_exact(tmp_path, one_thread):
     assert state["modules"]["world_model"]["updates"] == 20 + 201
     run.resume_run(part, 800, device="cpu", progress=False)
     assert_same_run(full, part, 800)
+
+
+def test_toy_demo_reproduces_the_papers_ordering(tmp_path, capsys):
+    """Noisy model: STEVE's Q error below MVE's (whose model bias never goes away) and no worse
+    than Q-learning's (Buckman et al. 2018, Fig. 1)."""
+    from rlblocks.cli import main
+
+    assert main(["toy-demo", "--out", str(tmp_path), "--steps", "4000", "--trials", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    final = {name: float(v) for name, v in (line.split() for line in lines[:5])}
+    assert list(final) == ["q_learning", "mve_oracle", "mve_noisy", "steve_oracle", "steve_noisy"]
+    assert final["steve_noisy"] < final["mve_noisy"]
+    assert final["steve_noisy"] <= final["q_learning"]
+    assert final["mve_oracle"] < final["q_learning"]  # an exact model only helps
+    header = (tmp_path / "toy_demo.csv").read_text().splitlines()[0]
+    assert header == "update,q_learning,mve_oracle,mve_noisy,steve_oracle,steve_noisy"
