@@ -7,10 +7,13 @@ module (:mod:`rlblocks.algos.world_model_learner`) and swap the ``target`` modul
 
 World-model sizes: the paper's (Buckman et al. 2018, arXiv 1807.01675, Appendix: 4 members,
 dynamics 8 × 512, reward/termination 4 × 128, batch 512, 10k pre-training updates) are
-``wm_dynamics_hidden=[512]*8 wm_reward_hidden=[128]*4 wm_batch_size=512 wm_pretrain_updates=10000``
-(``configs/steve/base.json``). The CPU defaults (4 × dynamics 3 × 256, reward/termination 2 × 128,
-64 rows per member, 1,000 pre-training updates) cost about a third of a SAC update here; the
-paper's dynamics net alone costs ~17x more (docs: ``rlblocks/configs/steve/README.md``).
+``wm_dynamics_hidden=[512]*8 wm_reward_hidden=[128]*4 wm_batch_size=512 wm_pretrain_updates=10000``.
+CPU defaults: 4 members, dynamics 3 × 256, reward/termination 2 × 128, 64 rows per member, 1,000
+pre-training updates. Measured on Hopper-v5 shapes (obs 11, act 3), SAC 256×256, batch 256, one
+CPU thread: one world-model step costs 5.7 ms with the defaults against 277 ms with the paper's
+sizes (48x; a 100k-step run would spend 7.7 hours in it alone); per SAC update, TD(0) 10.7 ms
+(93 updates/s), STEVE H=3 64 ms (15.5/s, 45 ms of it the target: 4 rollouts × 256 examples
+through policy, critics and models), MVE 35 ms (28.5/s), STEVE with the paper's sizes 479 ms.
 """
 
 from __future__ import annotations
