@@ -39,13 +39,13 @@ def make_dqn(**cfg) -> DQN:
 def test_double_q_and_max_targets_hand_computed():
     next_obs = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     # double Q: argmax of the online net (actions 1 and 2), valued by the target net: 20, 9
-    assert make_dqn(double_q=True).target_value(next_obs).tolist() == [20.0, 9.0]
+    assert make_dqn(double_q=True).target_value(next_obs).tolist() == [[20.0, 9.0]]  # [E=1, B]
     # max over the target net: 30, 9
-    assert make_dqn(double_q=False).target_value(next_obs).tolist() == [30.0, 9.0]
+    assert make_dqn(double_q=False).target_value(next_obs).tolist() == [[30.0, 9.0]]
     algo = make_dqn(double_q=True, gamma=0.5, her_clip_target=True)
     b = Batch(None, None, torch.tensor([-1.0, -1.0]), next_obs, torch.tensor([0.5, 0.0]))
     # y = r + discount V', clipped to [-1/(1-gamma), 0] = [-2, 0]: -1 + 10 -> 0; -1 + 0 -> -1
-    assert algo.td_target(b, algo.target_value(next_obs)).tolist() == [0.0, -1.0]
+    assert algo.td_target(b, algo.target_value(next_obs)[0]).tolist() == [0.0, -1.0]
 
 
 def test_dueling_head_mean_zero_advantage():

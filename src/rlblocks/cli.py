@@ -10,6 +10,7 @@ import os
 import sys
 from dataclasses import fields
 
+from rlblocks import toy_demo
 from rlblocks.errors import RLBlocksError
 
 
@@ -83,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="eval: eval.csv score vs frames; train: progress.csv train_return vs steps")
 
     sub.add_parser("list", help="algorithms and their key hyperparameters")
+    toy_demo.add_arguments(sub.add_parser("toy-demo", help="STEVE's 100-state chain: Q-learning, MVE, STEVE Q errors"))
     return p
 
 
@@ -151,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "sweep":
             return _sweep(args, argv)
+        if args.command == "toy-demo":
+            return toy_demo.cli(args)
         if args.command == "plot":
             _plot(args)
             return 0

@@ -24,6 +24,7 @@ from rlblocks.algos.ppo_modules import ppo_modules
 from rlblocks.algos.replay_config import ReplayConfig
 from rlblocks.algos.sac import SAC, SACConfig
 from rlblocks.algos.td3 import TD3, TD3Config
+from rlblocks.algos.value_expansion import target_modules
 from rlblocks.buffers import ReplayBuffer
 from rlblocks.buffers.her import parse_strategy
 from rlblocks.components import Checkpointer, EnvRunner, Evaluator, Logger, ObsNormalizer, Replay, Threads
@@ -121,6 +122,7 @@ def _off_policy_modules(algo_cls, policy_kind: str):
         if cfg.merl:  # an auxiliary-loss module; built right after the critic, as when it owned the heads: same init draws
             modules.append(MERLHeads(cfg.hidden_sizes[-1], obs_dim, cfg.ve_coef, cfg.fs_coef,
                                      ensemble_size=cfg.num_critics, device=device))
+        modules += target_modules(cfg, obs_dim, act_dim, env.goal, device)  # TD(0), or a world model + MVE/STEVE
         return modules + [algo_cls(cfg)] + _service_modules(env_id, cfg, seed, opts)
 
     return build

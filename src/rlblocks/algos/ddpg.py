@@ -61,18 +61,24 @@ class DDPG(OffPolicyAlgorithm):
         self._target = list(self.critic.q_target.parameters()) + list(self.actor_target.parameters())
         self._last_actor_loss = torch.zeros((), device=self.agent.device)
 
+    def target_value(self, obs, with_action=False):
+        """``Q'_e(s, a') [E, B]`` at the target action ``a' = mu'(s)`` (+ TD3's smoothing noise)."""
+        cfg, action = self.cfg, self.actor_target(obs)
+        if cfg.target_noise > 0:  # TD3 target policy smoothing (Fujimoto et al. 2018, Eq. 14)
+            noise = (torch.randn_like(action) * cfg.target_noise).clamp(-cfg.target_noise_clip, cfg.target_noise_clip)
+            action = (action + noise).clamp(-1.0, 1.0)
+        value = self.critic.q_target(obs, action)
+        return (value, action) if with_action else value
+
     def update(self, b):
-        cfg, q, q_target = self.cfg, self.critic.q, self.critic.q_target
+        cfg, q = self.cfg, self.critic.q
 
+        # y = r + discount · min_e Q'_e(s', mu'(s') [+ noise]): clipped double Q (TD3 Eq. 10), the
+        # identity for one critic (DDPG); the ``target`` module may expand it with a model (STEVE).
         with torch.no_grad():
-            next_action = self.actor_target(b.next_obs)
-            if cfg.target_noise > 0:  # TD3 target policy smoothing (Fujimoto et al. 2018, Eq. 14)
-                noise = (torch.randn_like(next_action) * cfg.target_noise).clamp(-cfg.target_noise_clip, cfg.target_noise_clip)
-                next_action = (next_action + noise).clamp(-1.0, 1.0)
-            # Clipped double Q (TD3 Eq. 10); for one critic the min is the identity (DDPG).
-            target = self.td_target(b, q_target(b.next_obs, next_action).min(0).values)  # r + discount V'
+            b_q, target = self.agent.target(b)
 
-        critic_loss, q_values = self.critic.td_loss(b, target)  # sum_e mean (Q_e - y)^2, [E, B]
+        critic_loss, q_values = self.critic.td_loss(b_q, target)  # sum_e mean (Q_e - y)^2, [E, B]
         adam_step(self.critic_opt, critic_loss)
 
         if (self.updates + 1) % cfg.policy_delay == 0:  # TD3 delayed policy updates (Sec. 5.2)

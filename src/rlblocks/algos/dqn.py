@@ -112,18 +112,18 @@ class DQN(OffPolicyAlgorithm):
         self.optimizer = make_adam(self.critic.q.parameters(), self.cfg.lr)
         self._online, self._target = list(self.critic.q.parameters()), list(self.critic.q_target.parameters())
 
-    def target_value(self, next_obs: torch.Tensor) -> torch.Tensor:
-        """Bootstrap value ``[B]`` of next states: double-Q ``Q'(s', argmax_a Q(s', a))`` or ``max_a Q'(s', a)``."""
+    def target_value(self, obs: torch.Tensor) -> torch.Tensor:
+        """Bootstrap value ``[1, B]`` of states: double-Q ``Q'(s, argmax_a Q(s, a))`` or ``max_a Q'(s, a)``."""
         if self.cfg.double_q:  # van Hasselt et al. 2016, Eq. 4
-            best = self.critic.q(next_obs).argmax(-1, keepdim=True)
-            return self.critic.q_target(next_obs).gather(1, best).squeeze(1)
-        return self.critic.q_target(next_obs).max(-1).values  # Mnih et al. 2015, Algorithm 1
+            best = self.critic.q(obs).argmax(-1, keepdim=True)
+            return self.critic.q_target(obs).gather(1, best).T
+        return self.critic.q_target(obs).max(-1).values[None]  # Mnih et al. 2015, Algorithm 1
 
     def update(self, b):
         cfg = self.cfg
         # y = r + gamma^m (1 - terminated) V'(s_{t+m})   (n-step sum in the replay's assemble stage)
         with torch.no_grad():
-            target = self.td_target(b, self.target_value(b.next_obs))
+            target = self.td_target(b, self.target_value(b.next_obs)[0])
 
         # L = Huber(Q(s, a) - y): the Nature paper's error clipped to [-1, 1]
         q = self.critic.q(b.obs).gather(1, b.action[:, None]).squeeze(1)  # [B]

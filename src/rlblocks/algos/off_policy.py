@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from rlblocks.algos.auxiliary import AuxiliaryLoss, AuxInputs, add_auxiliary_losses, auxiliary_parameters
-from rlblocks.algos.replay_config import ReplayConfig
+from rlblocks.algos.expansion_config import ExpansionConfig
 from rlblocks.config import param
 from rlblocks.envs.goal import obs_batch_size, obs_to
 from rlblocks.explore import make_noise
@@ -22,8 +22,8 @@ from rlblocks.nets import DeterministicActor, QEnsemble, SquashedGaussianActor, 
 
 
 @dataclass
-class OffPolicyConfig(ReplayConfig):
-    """Keys shared by DDPG, TD3 and SAC (defaults: Stable-Baselines3's); replay keys in :class:`ReplayConfig`."""
+class OffPolicyConfig(ExpansionConfig):
+    """Keys shared by DDPG, TD3 and SAC (defaults: Stable-Baselines3's); replay and target keys in :class:`ExpansionConfig`."""
 
     actor_lr: float = param(3e-4, low=0.0, high=1.0, low_open=True, help="actor Adam learning rate")
     critic_lr: float = param(3e-4, low=0.0, high=1.0, low_open=True, help="critic Adam learning rate")
@@ -214,14 +214,23 @@ class OffPolicyAlgorithm(Module, MetricsSource):
     def update(self, batch) -> tuple[torch.Tensor, ...]:
         raise NotImplementedError
 
-    def td_target(self, b, next_value: torch.Tensor) -> torch.Tensor:
-        """``y = r + discount · V(s') [B]`` (n-step: ``r`` the discounted sum, ``discount = gamma^m (1 -
-        terminated)``); with ``her_clip_target`` clipped to ``[-1/(1-gamma), 0]``, the range of
-        returns of sparse -1/0 rewards (HER, Andrychowicz et al. 2017, Sec. 4 experiments; mrl)."""
-        target = b.reward + b.discount * next_value
+    def target_value(self, obs: torch.Tensor, with_action: bool = False):
+        """Bootstrap value ``[E, B]`` of states ``obs [B, obs_dim]`` (normalised), one row per
+        critic member; with ``with_action`` also the action ``[B, act_dim]`` it was taken at (the
+        next action of an imagined rollout). Call under ``torch.no_grad()``. See :mod:`rlblocks.algos.targets`."""
+        raise NotImplementedError
+
+    def clip_target(self, target: torch.Tensor) -> torch.Tensor:
+        """With ``her_clip_target``, ``y`` clipped to ``[-1/(1-gamma), 0]``, the range of returns of
+        sparse -1/0 rewards (HER, Andrychowicz et al. 2017, Sec. 4 experiments; mrl); else ``y``."""
         if self.cfg.her_clip_target:
             target = target.clamp(-1.0 / (1.0 - self.cfg.gamma), 0.0)
         return target
+
+    def td_target(self, b, next_value: torch.Tensor) -> torch.Tensor:
+        """``y = r + discount · V(s') [B]`` (n-step: ``r`` the discounted sum, ``discount = gamma^m (1 -
+        terminated)``), clipped by :meth:`clip_target`."""
+        return self.clip_target(b.reward + b.discount * next_value)
 
     def pop_metrics(self) -> dict[str, float]:
         """Mean of each metric since the last call (NaN before the first update)."""

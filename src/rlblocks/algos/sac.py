@@ -59,19 +59,23 @@ class SAC(OffPolicyAlgorithm):
         self.target_entropy = cfg.target_entropy_per_dim * agent.policy.act_dim
         self._q_params, self._q_target_params = list(self.critic.q.parameters()), list(self.critic.q_target.parameters())
 
+    def target_value(self, obs, with_action=False):
+        """Soft value ``Q'_e(s, a') - alpha log pi(a'|s) [E, B]``, ``a' ~ pi(.|s)`` (Eq. 3)."""
+        action, log_prob = self.actor.sample(obs)
+        value = self.critic.q_target(obs, action) - self.log_alpha.detach().exp() * log_prob
+        return (value, action) if with_action else value
+
     def update(self, b):
-        q, q_target, actor = self.critic.q, self.critic.q_target, self.actor
+        q, actor = self.critic.q, self.actor
         alpha = self.log_alpha.detach().exp()
 
-        # Soft Bellman target (Eq. 3 with the min of twin target critics):
-        # y = r + gamma^n (1 - terminated) (min_i Q'_i(s', a') - alpha log pi(a'|s')), a' ~ pi(.|s')
+        # Soft Bellman target (Eq. 3 with the min of twin target critics), by the ``target`` module:
+        # y = r + gamma^n (1 - terminated) min_i (Q'_i(s', a') - alpha log pi(a'|s')), a' ~ pi(.|s')
         with torch.no_grad():
-            next_action, next_log_prob = actor.sample(b.next_obs)
-            next_v = q_target(b.next_obs, next_action).min(0).values - alpha * next_log_prob
-            target = self.td_target(b, next_v)
+            b_q, target = self.agent.target(b)
 
         # Critic loss (Eq. 5): 1/2 (Q_i(s, a) - y)^2, summed over the ensemble (+ MERL's heads).
-        critic_loss, q_values = self.critic.td_loss(b, target, scale=0.5)  # q_values [E, B]
+        critic_loss, q_values = self.critic.td_loss(b_q, target, scale=0.5)  # q_values [E, B]
         if self.cfg.sequential_update:  # step the critic first; the policy then sees the new critic
             self.optimizer.zero_grad(set_to_none=True)
             critic_loss.backward()
