@@ -38,24 +38,26 @@ def test_count_is_chosen_once_and_restored(monkeypatch):
 
 
 def test_ppo_resumes_exactly_when_the_load_changes(tmp_path, monkeypatch):
-    """PPO's updates differ in the last bits between 1 and 2 threads: a resume on a busier machine
-    must still use the run's count (CI caught this when the count followed the load)."""
+    """PPO's updates differ in the last bits between 1 and 2 threads: a resume on an idle machine
+    must still use the count the run started with on a busy one (CI caught this when the count
+    followed the load)."""
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(threads_mod, "cores", lambda: 2)
     before = torch.get_num_threads()
+    torch.set_num_threads(1)  # every run is built (weights drawn) with the same count
     kw = {"seed": 1, "overrides": {"n_steps": "64", "n_minibatches": "4", "n_epochs": "2"}, "eval_every": 0,
           "checkpoint_every": 0, "device": "cpu", "progress": False}
     try:
-        monkeypatch.setattr(threads_mod, "others_running", lambda: 0)
+        monkeypatch.setattr(threads_mod, "others_running", lambda: 1)  # another process running
         straight = train("ppo", "Pendulum-v1", steps=192, run_dir=str(tmp_path / "a"), **kw)
         split = train("ppo", "Pendulum-v1", steps=96, run_dir=str(tmp_path / "b"), **kw)
-        monkeypatch.setattr(threads_mod, "others_running", lambda: 1)  # another process appeared
+        monkeypatch.setattr(threads_mod, "others_running", lambda: 0)  # it has ended
         resume_run(split, steps=192, device="cpu", progress=False)
     finally:
         torch.set_num_threads(before)
     a = load_checkpoint(latest_checkpoint(straight))["modules"]
     b = load_checkpoint(latest_checkpoint(split))["modules"]
-    assert b["threads"] == {"count": 2}
+    assert a["threads"] == b["threads"] == {"count": 1}
     flat_a, flat_b = _tensors(a["policy"]), _tensors(b["policy"])
     assert flat_a.keys() == flat_b.keys() and len(flat_a) >= 4
     for k in flat_a:
