@@ -39,7 +39,7 @@ def run_rlblocks(args) -> None:
 
     run_dir = Path(tempfile.mkdtemp(prefix="rlb-returns-")) / "run"
     run.train(args.algo, args.env, steps=args.steps, seed=args.seed, run_dir=str(run_dir),
-              overrides={**({} if args.algo == "ppo" else {"learning_starts": 100}), "eval_episodes": args.episodes, **dict(kv.split("=", 1) for kv in args.set)},
+              overrides={**({} if args.algo == "ppo" else {"learning_starts": args.learning_starts}), "eval_episodes": args.episodes, **dict(kv.split("=", 1) for kv in args.set)},
               eval_every=args.eval_every,
               checkpoint_every=0, device="cpu", progress=False)
     with open(run_dir / "eval.csv") as fh:
@@ -85,10 +85,10 @@ def run_sb3(args) -> None:
 
     env = gym.make(args.env)
     if args.algo == "sac":
-        model = SAC("MlpPolicy", env, seed=args.seed, device="cpu", learning_starts=100)
+        model = SAC("MlpPolicy", env, seed=args.seed, device="cpu", learning_starts=args.learning_starts)
     else:
         a = env.action_space.shape[0]
-        model = TD3("MlpPolicy", env, seed=args.seed, device="cpu", learning_starts=100,
+        model = TD3("MlpPolicy", env, seed=args.seed, device="cpu", learning_starts=args.learning_starts,
                     action_noise=NormalActionNoise(np.zeros(a), 0.1 * np.ones(a)), policy_kwargs={"net_arch": [256, 256]})
     eval_env = gym.make(args.env)
     eval_env.reset(seed=args.seed + 10_000)
@@ -108,6 +108,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=100_000)
     p.add_argument("--eval-every", type=int, default=10_000)
     p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--learning-starts", type=int, default=100, help="SAC/TD3: random steps before updates (both sides)")
     p.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", "0")))
     p.add_argument("--out", type=Path, default=Path("docs/results/returns.csv"))
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="rlblocks config overrides")
