@@ -122,7 +122,7 @@ def test_checkpoint_with_heads_inside_the_critic_still_loads(one_thread, tmp_pat
 def test_off_policy_merl_is_a_module_swap(one_thread):
     agent = _agent("td3", CASES["td3-merl"][1], 100)
     try:
-        assert list(agent.modules)[:7] == ["env", "normalizer", "replay", "policy", "critic", "aux", "algo"]
+        assert list(agent.modules)[:8] == ["env", "normalizer", "replay", "policy", "critic", "aux", "target", "algo"]
         assert agent.modules_of(AuxiliaryLoss) == [agent.aux]
         # the logger's columns: the aux losses, then the algorithm's (the order of the old critic-held heads)
         assert [m.name for m in agent.modules_of(MetricsSource)] == ["aux", "algo"]
