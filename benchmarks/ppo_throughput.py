@@ -16,21 +16,15 @@ import statistics
 import time
 
 import torch
+from _timing import time_rlblocks
 
 
 def run_rlblocks(env_id: str, steps: int, num_envs: int, seed: int) -> tuple[float, float]:
-    from rlblocks.registry import RunOptions, build_agent, get_algo
+    from rlblocks.registry import get_algo
 
-    spec = get_algo("ppo")
-    cfg = spec.config_cls().updated({"num_envs": num_envs}, "benchmark")
+    cfg = get_algo("ppo").config_cls().updated({"num_envs": num_envs}, "benchmark")
     cfg.validate()
-    agent = build_agent(spec, env_id, cfg, seed, torch.device("cpu"),
-                        RunOptions(None, steps, eval_every=0, checkpoint_every=0, progress=False, tensorboard=False))
-    start, cpu = time.perf_counter(), time.process_time()
-    agent.train(steps)
-    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
-    agent.env.close()
-    return agent.env_steps / elapsed, agent.env_steps / cpu
+    return time_rlblocks("ppo", env_id, cfg, steps, seed)
 
 
 def run_sb3(env_id: str, steps: int, num_envs: int, seed: int) -> tuple[float, float]:

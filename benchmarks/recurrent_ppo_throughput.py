@@ -16,23 +16,16 @@ import statistics
 import time
 
 import torch
+from _timing import time_rlblocks
 
 ENV = "CartPoleNoVel-v1"
 
 
 def run_rlblocks(steps: int, seed: int, arch: str) -> tuple[float, float]:
-    from rlblocks.registry import RunOptions, build_agent, get_algo
+    from rlblocks.registry import get_algo
     from rlblocks.run import resolve_config
 
-    spec = get_algo("ppo")
-    cfg = resolve_config(spec, ENV, overrides={"arch": arch})
-    agent = build_agent(spec, ENV, cfg, seed, torch.device("cpu"),
-                        RunOptions(None, steps, eval_every=0, checkpoint_every=0, progress=False, tensorboard=False))
-    start, cpu = time.perf_counter(), time.process_time()
-    agent.train(steps)
-    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
-    agent.env.close()
-    return agent.env_steps / elapsed, agent.env_steps / cpu
+    return time_rlblocks("ppo", ENV, resolve_config(get_algo("ppo"), ENV, overrides={"arch": arch}), steps, seed)
 
 
 def run_sb3_contrib(steps: int, seed: int) -> tuple[float, float]:

@@ -13,6 +13,7 @@ import torch
 
 from rlblocks.algos.auxiliary import AuxiliaryLoss, AuxInputs, add_auxiliary_losses, auxiliary_parameters
 from rlblocks.algos.expansion_config import ExpansionConfig
+from rlblocks.algos.replay_config import ReplayConfig
 from rlblocks.config import param
 from rlblocks.envs.goal import obs_batch_size, obs_to
 from rlblocks.explore import make_noise
@@ -180,6 +181,12 @@ class DeterministicPolicy(Policy):
         self.noise.load_state_dict(state["noise"])
 
 
+def update_due(agent, cfg: ReplayConfig) -> bool:
+    """Whether the learners update after this vector step: past ``learning_starts`` env steps and on
+    every ``train_freq``-th vector step (SB3's ``train_freq``)."""
+    return agent.env_steps >= cfg.learning_starts and agent.vector_steps % cfg.train_freq == 0
+
+
 class OffPolicyAlgorithm(Module, MetricsSource):
     """Base of the ``algo`` modules: decides when to update and accumulates metrics.
 
@@ -201,7 +208,7 @@ class OffPolicyAlgorithm(Module, MetricsSource):
 
     def optimize(self) -> None:
         cfg, agent = self.cfg, self.agent
-        if agent.env_steps < cfg.learning_starts or agent.vector_steps % cfg.train_freq:
+        if not update_due(agent, cfg):
             return
         norm = agent.normalizer
         for _ in range(cfg.gradient_steps):

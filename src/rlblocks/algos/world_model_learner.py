@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from rlblocks.algos.off_policy import update_due
 from rlblocks.metrics import MetricSums
 from rlblocks.models import WorldModel
 from rlblocks.module import MetricsSource, Module
@@ -36,7 +37,7 @@ class WorldModelLearner(Module, MetricsSource):
 
     def optimize(self) -> None:
         cfg, agent = self.cfg, self.agent
-        if agent.env_steps < cfg.learning_starts or agent.vector_steps % cfg.train_freq:
+        if not update_due(agent, cfg):
             return
         n = cfg.gradient_steps * cfg.wm_updates_per_step
         if self.updates == 0:
