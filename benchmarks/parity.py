@@ -8,6 +8,8 @@ only when it completes (a ``.part`` file is renamed in); re-running the command 
 and starts an interrupted one again, so the queue can span sessions:
 
     nice -n 19 python benchmarks/parity.py            # run (or continue) the queue
+    nice -n 19 python benchmarks/parity.py --shard 1/2 & nice -n 19 python benchmarks/parity.py --shard 2/2
+                                                      # two queues side by side (disjoint jobs)
     python benchmarks/parity.py --summary             # table of what has finished
 
 ``--summary`` prints, per (algo, env) and implementation, the final return (mean over the last
@@ -33,22 +35,23 @@ def job_file(out: Path, impl: str, algo: str, env_id: str, seed: int) -> Path:
     return out / f"{impl}_{algo}_{env_id}_s{seed}.csv"
 
 
-def run_queue(out: Path, steps: int, learning_starts: int) -> None:
+def run_queue(out: Path, steps: int, learning_starts: int, shard: tuple[int, int] = (1, 1)) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    for algo, env_id, seed in JOBS:
-        for impl in IMPLS:
-            final = job_file(out, impl, algo, env_id, seed)
-            if final.exists():
-                continue
-            part = final.with_suffix(".csv.part")
-            part.unlink(missing_ok=True)
-            print(f"{impl} {algo} {env_id} seed {seed} ...", flush=True)
-            cmd = [sys.executable, str(HERE / "returns.py"), "--impl", impl, "--algo", algo, "--env", env_id,
-                   "--seed", str(seed), "--steps", str(steps), "--learning-starts", str(learning_starts),
-                   "--threads", "1", "--out", str(part)]
-            env = {**os.environ, "OMP_NUM_THREADS": "1"}
-            subprocess.run(cmd, check=True, env=env)
-            part.replace(final)
+    k, n = shard
+    jobs = [(algo, env_id, seed, impl) for algo, env_id, seed in JOBS for impl in IMPLS]
+    for algo, env_id, seed, impl in jobs[k - 1::n]:
+        final = job_file(out, impl, algo, env_id, seed)
+        if final.exists():
+            continue
+        part = final.with_suffix(".csv.part")
+        part.unlink(missing_ok=True)
+        print(f"{impl} {algo} {env_id} seed {seed} ...", flush=True)
+        cmd = [sys.executable, str(HERE / "returns.py"), "--impl", impl, "--algo", algo, "--env", env_id,
+               "--seed", str(seed), "--steps", str(steps), "--learning-starts", str(learning_starts),
+               "--threads", "1", "--out", str(part)]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        subprocess.run(cmd, check=True, env=env)
+        part.replace(final)
 
 
 def summary(out: Path, steps: int) -> None:
@@ -78,11 +81,15 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=100_000)
     p.add_argument("--learning-starts", type=int, default=10_000)
     p.add_argument("--summary", action="store_true", help="print the table of finished jobs and exit")
+    p.add_argument("--shard", default="1/1", help="K/N: run every N-th job starting at the K-th (N queues side by side)")
     args = p.parse_args()
+    k, n = (int(v) for v in args.shard.split("/"))
+    if not 1 <= k <= n:
+        p.error("--shard K/N needs 1 <= K <= N")
     if args.summary:
         summary(args.out, args.steps)
     else:
-        run_queue(args.out, args.steps, args.learning_starts)
+        run_queue(args.out, args.steps, args.learning_starts, (k, n))
 
 
 if __name__ == "__main__":
