@@ -81,9 +81,10 @@ def test_merl_as_auxiliary_module_trains_as_before(case, one_thread):
     assert isinstance(agent.aux, MERLHeads)
     got, ref = _checksums(agent), REFERENCE["cases"][case]
     assert sorted(got) == sorted(ref), "the checkpoint's state keys changed"
-    # The recording's own torch build reproduces it to rounding; another build's kernels may round
-    # differently over 150 updates, but a wiring error (heads not stepped, wrong targets) is O(1).
-    rtol = 1e-6 if torch.__version__ == REFERENCE["torch"] else 1e-4
+    # The recording machine reproduced it bit for bit; another torch build or another CPU (its SIMD
+    # kernels round differently: 2.4e-6 relative seen on a second machine with the same torch) drifts
+    # over 150 updates, but a wiring error (heads not stepped, wrong targets) is O(1).
+    rtol = 1e-4
     bad = []
     for name, (total, total_abs, total_sq) in ref.items():
         g_total, g_abs, g_sq = got[name]
