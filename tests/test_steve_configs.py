@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import csv
 import json
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
 
 from rlblocks import sweep
@@ -135,7 +135,8 @@ def test_agreeing_flags_and_a_shipped_config_train(capsys, monkeypatch, tmp_path
                  "--run-dir", "r", "--no-progress", "--eval-every", "0", "--threads", "1", "--set", *tiny]) == 0
     record = json.loads((tmp_path / "r" / "config.json").read_text())
     assert (record["algo"], record["env_id"], record["config"]["target"]) == ("sac", "Swimmer-v5", "steve")
-    rows = list(csv.DictReader(open(tmp_path / "r" / "progress.csv")))
+    with open(tmp_path / "r" / "progress.csv") as fh:
+        rows = list(csv.DictReader(fh))
     assert float(rows[-1]["model_usage"]) > 0.0  # the expansion target ran
 
 
@@ -198,7 +199,8 @@ def test_plot_separates_steve_from_its_base_algorithm(tmp_path):
         write_run(tmp_path, "sac", "td", seed, [1.0, 2.0])
         write_run(tmp_path, "sac", "steve", seed, [5.0, 7.0 + seed])
     _, md, csv_path = plot_sweep(tmp_path, tmp_path / "fig.png")
-    rows = {r["algo"]: r for r in csv.DictReader(open(csv_path))}
+    with open(csv_path) as fh:
+        rows = {r["algo"]: r for r in csv.DictReader(fh)}
     assert set(rows) == {"sac", "sac+steve H3"}
     assert float(rows["sac"]["final_mean"]) == 2.0 and float(rows["sac+steve H3"]["final_mean"]) == 7.5
     assert "sac+steve H3" in md.read_text()

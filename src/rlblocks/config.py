@@ -268,10 +268,10 @@ def run_identity(values: dict[str, Any], source: str | Path, **flags: str | None
         if len({v for _, v in named}) > 1:
             raise ConfigError(f"config file {source} names two {key}s ({named[0][1]} and {named[1][1]}); keep one")
         from_file = named[0][1] if named else None
-        if given is not None and from_file is not None:
-            if {g.strip() for g in str(given).split(",") if g.strip()} != {from_file}:
-                raise ConfigError(f"{flag} {given} conflicts with \"{named[0][0]}\": \"{from_file}\" in config "
-                                  f"{source}; drop {flag} or pass another config")
+        if (given is not None and from_file is not None
+                and {g.strip() for g in str(given).split(",") if g.strip()} != {from_file}):
+            raise ConfigError(f"{flag} {given} conflicts with \"{named[0][0]}\": \"{from_file}\" in config "
+                              f"{source}; drop {flag} or pass another config")
         value = given if given is not None else from_file
         if value is None:
             raise ConfigError(f"{flag} is required: pass {flag} NAME or a --config file that names "
