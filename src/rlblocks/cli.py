@@ -136,7 +136,7 @@ def _list() -> None:
     for name in shipped_configs():
         values = load_config_file(SHIPPED_DIR / name)
         what = values.pop("description", "")
-        ident = f"{values.get('algo', '?')} on {values.get('env', '?')}"
+        ident = f"{values.get('algo', '?')} on {values.get('env', '--env ENV')}"
         print(f"  {name:34s} {ident:33s} {what}")
 
 

@@ -209,10 +209,11 @@ def load_config_file(path: str | Path, _seen: tuple = ()) -> dict[str, Any]:
 def shipped_configs() -> list[str]:
     """The names of the shipped config files that describe a run, sorted (``steve/hopper/steve.json``, ...).
 
-    Files under a ``core``, ``algos`` or ``envs`` folder are building blocks that others inherit,
-    not runs, and are left out.
+    Files under a ``core`` or ``envs`` folder are building blocks that others inherit, not runs,
+    and are left out; those under ``algos`` name an algorithm and a value target but no env (pass
+    ``--env``, e.g. to sweep one arm over several envs).
     """
-    parts_only = {"core", "algos", "envs"}
+    parts_only = {"core", "envs"}
     return sorted(p.relative_to(SHIPPED_DIR).as_posix() for p in SHIPPED_DIR.rglob("*.json")
                   if not parts_only & set(p.relative_to(SHIPPED_DIR).parts[:-1]))
 
