@@ -153,9 +153,9 @@ def markdown(arm_rows: list[dict], compare_rows: list[dict], at: list[int], meas
         lines.append(f"| {r['env']} | {r['arm']} | {r['seeds']} | " + " | ".join(cells) + " |")
     if compare_rows:
         first, last = at[0], at[-1]
-        lines += ["", f"| env | arm vs base | arm @ {first:,} | base @ {first:,} | base @ {last:,} | "
-                      f"arm@{first:,} / base@{last:,} | base steps to match arm@{first:,} | efficiency factor |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|"]
+        header = (f"| env | arm vs base | arm @ {first:,} | base @ {first:,} | base @ {last:,} | "
+                  f"arm@{first:,} / base@{last:,} | base steps to match arm@{first:,} | efficiency factor |")
+        lines += ["", header, "|---|---|---:|---:|---:|---:|---:|---:|"]
         for c in compare_rows:
             reach = "not reached" if math.isnan(c["base_steps_to_match"]) else f"{c['base_steps_to_match']:,.0f}"
             eff = "–" if math.isnan(c["efficiency"]) else f"{c['efficiency']:.2f}x"
