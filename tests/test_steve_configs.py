@@ -169,6 +169,10 @@ def test_sweep_plans_from_a_config(tmp_path):
         sweep.plan_sweep("td3", None, "0", config_file="steve/hopper/sac_steve.json")
     with pytest.raises(ConfigError, match="--algo sac,td3 conflicts"):
         sweep.plan_sweep("sac,td3", None, "0", config_file="steve/hopper/sac_steve.json")
+    with pytest.raises(ConfigError, match="--env is required"):
+        sweep.plan_sweep(None, None, "0", config_file="steve/algos/sac_steve.json")
+    arms = sweep.plan_sweep(None, "Hopper-v5,HalfCheetah-v5", "0", config_file="steve/algos/sac_steve.json")
+    assert arms.algos == ["sac"] and arms.envs == ["Hopper-v5", "HalfCheetah-v5"]  # one sweep per arm
 
 
 def test_sweep_with_a_config_runs_and_refuses_another_config(capsys, monkeypatch, tmp_path):
