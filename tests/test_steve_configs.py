@@ -141,6 +141,7 @@ def test_agreeing_flags_and_a_shipped_config_train(capsys, monkeypatch, tmp_path
                  "--run-dir", "r", "--no-progress", "--eval-every", "0", "--threads", "1", "--set", *tiny]) == 0
     record = json.loads((tmp_path / "r" / "config.json").read_text())
     assert (record["algo"], record["env_id"], record["config"]["target"]) == ("sac", "Swimmer-v5", "steve")
+    assert record["options"]["config_file"] == "steve/swimmer/sac_steve.json"
     with open(tmp_path / "r" / "progress.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert float(rows[-1]["model_usage"]) > 0.0  # the expansion target ran

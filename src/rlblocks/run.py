@@ -205,6 +205,8 @@ def train(algo: str | None, env_id: str | None, *, steps: int, seed: int = 0, ru
               "options": {"steps": steps, "eval_every": eval_every, "checkpoint_every": checkpoint_every}}
     if source is not None:
         record["options"]["loaded_from"] = str(source.checkpoint)
+    if config_path is not None:  # provenance only: the resolved values above are what the run uses
+        record["options"]["config_file"] = str(config_file)
 
     new_root = _first_missing(path)  # the top directory this call creates, removed again on failure
     if path.exists() and not path.is_dir():
