@@ -216,3 +216,27 @@ def test_plot_separates_steve_from_its_base_algorithm(tmp_path):
     assert set(rows) == {"sac", "sac+steve H3"}
     assert float(rows["sac"]["final_mean"]) == 2.0 and float(rows["sac+steve H3"]["final_mean"]) == 7.5
     assert "sac+steve H3" in md.read_text()
+
+
+def test_efficiency_table_from_synthetic_sweeps(tmp_path, capsys):
+    """benchmarks/steve_efficiency.py: returns at the compared steps (mean ± s.e.), base steps to match."""
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "benchmarks" / "steve_efficiency.py"
+    spec = importlib.util.spec_from_file_location("steve_efficiency", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    for seed in (0, 1):  # eval rows at frames 1000, 2000, 3000
+        write_run(tmp_path / "base", "sac", "td", seed, [0.0, 10.0 + 2 * seed, 20.0 + 2 * seed])
+        write_run(tmp_path / "arm", "sac", "steve", seed, [15.0 + 2 * seed, 25.0, 30.0])
+    arms, compare, _ = bench.analyse([tmp_path], [1000, 3000], measured_cost=False)
+    rows = {r["arm"]: r for r in arms}
+    assert rows["sac+steve H3"]["mean@1000"] == 16.0 and rows["sac+steve H3"]["se@1000"] == pytest.approx(1.0)
+    assert rows["sac"]["mean@3000"] == 21.0 and rows["sac"]["n@3000"] == 2
+    (c,) = compare
+    assert (c["arm"], c["base"]) == ("sac+steve H3", "sac")
+    assert c["ratio"] == pytest.approx(16.0 / 21.0)
+    assert c["base_steps_to_match"] == pytest.approx(2500.0)  # base mean 11 at 2000, 21 at 3000: 16 at 2500
+    assert c["efficiency"] == pytest.approx(2.5)
+    assert bench.main([str(tmp_path), "--at", "1000,3000"]) == 0
+    assert "| Hopper-v5 | sac+steve H3 vs sac | 16.0 | 0.0 | 21.0 | 0.76 | 2,500 | 2.50x |" in capsys.readouterr().out
