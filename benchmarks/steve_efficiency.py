@@ -20,8 +20,8 @@ seeds and the eval return at each ``--at`` step (mean ± standard error over see
 interpolated between evaluations; a seed that has not reached the step is left out and the count
 says so), then one comparison row per expansion arm and its base (same algorithm): the ratio of
 STEVE's return at the first ``--at`` step to the base's at the last, and the env steps the base's
-mean curve needs to reach STEVE's first-step return (the sample-efficiency factor is that over the
-first ``--at`` step). The figure has one panel per env: mean ± s.e. curves of each arm, with the
+mean curve needs to reach STEVE's first-step return, counting only evaluations after the base's
+``learning_starts`` (the sample-efficiency factor is that over the first ``--at`` step). The figure has one panel per env: mean ± s.e. curves of each arm, with the
 ``--at`` steps marked. ``--measured-cost`` adds each arm's measured env steps per second after
 learning starts (``progress.csv``), from which a full benchmark's cost is estimated.
 """
@@ -59,8 +59,12 @@ def mean_se(values: list[float]) -> tuple[float, float, int]:
     return float(v.mean()), se, int(v.size)
 
 
-def steps_to_reach(grid: np.ndarray, mean: np.ndarray, level: float) -> float:
-    """The first grid step at which the mean curve reaches ``level`` (linear between points); NaN if never."""
+def steps_to_reach(grid: np.ndarray, mean: np.ndarray, level: float, after: float = -math.inf) -> float:
+    """The first grid step past ``after`` at which the mean curve reaches ``level`` (linear between
+    points); NaN if never. ``after`` = the base's ``learning_starts``: an untrained policy's return
+    (near 0 on HalfCheetah, which early learning first drops below) is not a match."""
+    keep = grid > after
+    grid, mean = grid[keep], mean[keep]
     above = np.nonzero(mean >= level)[0]
     if not math.isfinite(level) or above.size == 0:
         return math.nan
@@ -71,11 +75,16 @@ def steps_to_reach(grid: np.ndarray, mean: np.ndarray, level: float) -> float:
     return float(x0 + (level - y0) / (y1 - y0) * (x1 - x0))
 
 
+def learning_starts(run_dir: Path) -> int:
+    """The run's ``learning_starts`` (from its ``config.json``; 0 if it has none)."""
+    record = json.loads((Path(run_dir) / "config.json").read_text())
+    return int(record.get("config", {}).get("learning_starts", 0))
+
+
 def measured_rate(run_dir: Path) -> float:
     """Env steps per second of a run once learning started (the mean of ``progress.csv``'s ``steps_per_s``
     over the rows past ``learning_starts`` and the world model's pre-training); NaN without such rows."""
-    record = json.loads((run_dir / "config.json").read_text())
-    start = record["config"].get("learning_starts", 0)
+    start = learning_starts(run_dir)
     rates = []
     try:
         with open(run_dir / "progress.csv", newline="") as fh:
@@ -132,7 +141,8 @@ def analyse(roots: list[Path], at: list[int], measured_cost: bool) -> tuple[list
             first, last = at[0], at[-1]
             level = row[f"mean@{first}"]
             ref = by_label[base][f"mean@{last}"]
-            reach = steps_to_reach(summaries[env][base].grid, summaries[env][base].mean, level) \
+            starts = max(learning_starts(d) for d in dirs[env][base])
+            reach = steps_to_reach(summaries[env][base].grid, summaries[env][base].mean, level, starts) \
                 if base in summaries[env] else math.nan
             compare_rows.append({"env": env, "arm": label, "base": base, f"arm@{first}": level,
                                  f"base@{first}": by_label[base][f"mean@{first}"], f"base@{last}": ref,
