@@ -19,14 +19,16 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train an agent")
-    t.add_argument("--algo", required=True, help="algorithm (see `rlblocks list`)")
-    t.add_argument("--env", required=True, help="gymnasium env id, e.g. HalfCheetah-v5")
+    t.add_argument("--algo", default=None, help="algorithm (see `rlblocks list`); may come from --config")
+    t.add_argument("--env", default=None, help="gymnasium env id, e.g. HalfCheetah-v5; may come from --config")
     t.add_argument("--steps", type=int, default=100_000, help="total env steps (default 100000)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--num-envs", type=int, default=None, help="parallel envs (config key num_envs)")
     t.add_argument("--async-envs", action="store_true", help="step envs in subprocesses (vector_mode=async)")
     t.add_argument("--run-dir", default=None, help="default: runs/<algo>/<env>/<hash>-seed<S>")
-    t.add_argument("--config", default=None, help="JSON config file (may `inherits` parents)")
+    t.add_argument("--config", default=None, metavar="FILE",
+                   help="JSON config file (may `inherits` parents, name algo and env), or a shipped config "
+                        "such as steve/hopper/steve.json (`rlblocks list`)")
     t.add_argument("--preset", default=None, metavar="NAME", help="named hyperparameter preset (`rlblocks list`)")
     t.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help="override config keys")
     t.add_argument("--eval-every", type=int, default=None,
@@ -63,8 +65,11 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto")
 
     w = sub.add_parser("sweep", help="run an algo × env × seed grid, J runs at a time (re-run to resume)")
-    w.add_argument("--algo", required=True, help="algorithms, comma-separated: sac,td3")
-    w.add_argument("--env", required=True, help="env ids, comma-separated: Pendulum-v1,HalfCheetah-v5")
+    w.add_argument("--algo", default=None, help="algorithms, comma-separated: sac,td3 (may come from --config)")
+    w.add_argument("--env", default=None, help="env ids, comma-separated: Pendulum-v1,HalfCheetah-v5 (may come "
+                   "from --config)")
+    w.add_argument("--config", default=None, metavar="FILE",
+                   help="JSON config file or shipped config name for every run (as `rlblocks train --config`)")
     w.add_argument("--seeds", default="0", help="0-7, 0,2,5 or 3 (default 0)")
     w.add_argument("--steps", type=int, default=100_000, help="total env steps per run (default 100000)")
     w.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1)")
@@ -94,7 +99,8 @@ def _sweep(args, argv: list[str] | None) -> int:
 
     plan = sweep.plan_sweep(args.algo, args.env, args.seeds, steps=args.steps, sweep_dir=args.sweep_dir,
                             overrides=parse_overrides(args.set), eval_every=args.eval_every,
-                            checkpoint_every=args.checkpoint_every, jobs=args.jobs, device=args.device)
+                            checkpoint_every=args.checkpoint_every, jobs=args.jobs, device=args.device,
+                            config_file=args.config)
     command = ["rlblocks", *(sys.argv[1:] if argv is None else argv)]
     result = sweep.run_sweep(plan, progress=not args.no_progress, command=command)
     print(sweep.report(result, plan))
@@ -110,6 +116,7 @@ def _plot(args) -> None:
 
 
 def _list() -> None:
+    from rlblocks.config import SHIPPED_DIR, load_config_file, shipped_configs
     from rlblocks.registry import ALGOS, NAMED_PRESETS
 
     for spec in ALGOS.values():
@@ -125,6 +132,12 @@ def _list() -> None:
     for name, (algos, values, what) in NAMED_PRESETS.items():
         print(f"  {name:10s} {what}  [{', '.join(algos)}]")
         print(f"             {values}")
+    print("\nshipped configs (--config NAME; `inherits` resolved):")
+    for name in shipped_configs():
+        values = load_config_file(SHIPPED_DIR / name)
+        what = values.pop("description", "")
+        ident = f"{values.get('algo', '?')} on {values.get('env', '--env ENV')}"
+        print(f"  {name:34s} {ident:33s} {what}")
 
 
 def _raise_interrupted(signum, frame):

@@ -9,7 +9,12 @@ JSON config files may inherit (STEVE style, Buckman et al. 2018)::
     {"inherits": ["base.json"], "updates": {"batch_size": 512}}
 
 Parents are resolved relative to the child file and applied first; plain top-level keys are
-accepted as well as an ``updates`` block.
+accepted as well as an ``updates`` block. A config file may also name the run's ``algo`` and
+``env`` (see :func:`run_identity`).
+
+Shipped configs: ``--config NAME`` reads the local file ``NAME`` when there is one, else the file
+of that name shipped in ``rlblocks/configs/`` (:func:`find_config_file`, :func:`shipped_configs`;
+e.g. ``steve/hopper/steve.json``, the experiment set of Buckman et al. 2018, arXiv 1807.01675).
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from rlblocks.errors import ConfigError
+
+#: The directory of the shipped config files (package data).
+SHIPPED_DIR = Path(__file__).parent / "configs"
 
 
 def param(default: Any, *, low: float | None = None, high: float | None = None,
@@ -196,3 +204,78 @@ def load_config_file(path: str | Path, _seen: tuple = ()) -> dict[str, Any]:
     merged.update(updates)
     merged.update(data)
     return merged
+
+
+def shipped_configs() -> list[str]:
+    """The names of the shipped config files that describe a run, sorted (``steve/hopper/steve.json``, ...).
+
+    Files under a ``core`` or ``envs`` folder are building blocks that others inherit, not runs,
+    and are left out; those under ``algos`` name an algorithm and a value target but no env (pass
+    ``--env``, e.g. to sweep one arm over several envs).
+    """
+    parts_only = {"core", "envs"}
+    return sorted(p.relative_to(SHIPPED_DIR).as_posix() for p in SHIPPED_DIR.rglob("*.json")
+                  if not parts_only & set(p.relative_to(SHIPPED_DIR).parts[:-1]))
+
+
+def find_config_file(name: str | Path) -> Path:
+    """The config file ``--config name`` means: the local file ``name`` if it exists, else the shipped
+    one of that name (``.json`` may be left off), e.g. ``steve/hopper/steve.json``.
+
+    Raises:
+        ConfigError: neither exists (naming close shipped names and ``rlblocks list``).
+    """
+    path = Path(name)
+    if path.exists():
+        return path
+    for candidate in (SHIPPED_DIR / path, SHIPPED_DIR / f"{path}.json"):
+        if not path.is_absolute() and candidate.is_file():
+            return candidate
+    import difflib
+
+    close = difflib.get_close_matches(str(name), shipped_configs(), n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; `rlblocks list` shows the shipped configs"
+    raise ConfigError(f"config file {name} does not exist here nor among the shipped configs{hint}")
+
+
+#: Config-file keys that name the run rather than a hyperparameter: ``(flag, keys)``.
+_IDENTITY = {"algo": ("--algo", ("algo",)), "env": ("--env", ("env", "env_id"))}
+
+
+def run_identity(values: dict[str, Any], source: str | Path, **flags: str | None) -> dict[str, str]:
+    """The run's ``algo`` and ``env`` from the command-line flags and the config file's values.
+
+    Args:
+        values: the merged config file (:func:`load_config_file`); ``{}`` without a file.
+        source: the file's name, for messages.
+        flags: ``algo=`` and ``env=``: the flags' values (``None``: not given). A flag may hold a
+            comma-separated list (``rlblocks sweep``); with a file naming the key, every entry
+            must equal the file's value.
+
+    Returns:
+        ``{"algo": ..., "env": ...}``, the flag's value where the file names none.
+
+    Raises:
+        ConfigError: a flag that differs from the file's value, a file value that is not a
+            string, or a key named by neither.
+    """
+    out = {}
+    for key, given in flags.items():
+        flag, keys = _IDENTITY[key]
+        named = [(k, values[k]) for k in keys if k in values]
+        if named and not all(isinstance(v, str) and v for _, v in named):
+            raise ConfigError(f"config file {source}: {named[0][0]}={named[0][1]!r} must be a name such as "
+                              f"{'sac' if key == 'algo' else 'Hopper-v5'}")
+        if len({v for _, v in named}) > 1:
+            raise ConfigError(f"config file {source} names two {key}s ({named[0][1]} and {named[1][1]}); keep one")
+        from_file = named[0][1] if named else None
+        if (given is not None and from_file is not None
+                and {g.strip() for g in str(given).split(",") if g.strip()} != {from_file}):
+            raise ConfigError(f"{flag} {given} conflicts with \"{named[0][0]}\": \"{from_file}\" in config "
+                              f"{source}; drop {flag} or pass another config")
+        value = given if given is not None else from_file
+        if value is None:
+            raise ConfigError(f"{flag} is required: pass {flag} NAME or a --config file that names "
+                              f"\"{keys[0]}\"")
+        out[key] = value
+    return out

@@ -2,7 +2,8 @@
 
 ``rlblocks plot SWEEP_DIR`` finds every run below ``SWEEP_DIR`` (a directory with a
 ``config.json`` naming ``algo``, ``env_id`` and ``seed``), and draws one panel per env with, per
-algorithm, the mean curve over seeds and a shaded band of ± one standard error. Seeds are
+variant (:func:`run_label`: the algorithm, plus its value target when that is not TD(0), so STEVE
+and plain runs of one algorithm are separate curves), the mean curve over seeds and a shaded band of ± one standard error. Seeds are
 aligned by linear interpolation on a common step grid spanning the steps that every seed of
 the group reached. Next to the figure it writes ``<stem>_summary.md`` and ``<stem>_summary.csv``:
 per env × algorithm, the number of seeds, the final score (mean ± std over seeds, and the mean's 95%
@@ -40,8 +41,19 @@ def _note(text: str) -> None:
     print(f"rlblocks: note: {text}", file=sys.stderr)
 
 
+def run_label(record: dict) -> str:
+    """The curve a run belongs to: ``algo``, or ``algo+target Hh`` for a model-based value-expansion
+    target (``sac+steve H3``; ``config.target``/``horizon`` of the run's ``config.json``)."""
+    config = record.get("config") if isinstance(record.get("config"), dict) else {}
+    target = config.get("target", "td")
+    if target in (None, "td"):
+        return str(record["algo"])
+    return f"{record['algo']}+{target} H{config.get('horizon', '?')}"
+
+
 def find_runs(root: str | Path) -> list[dict]:
-    """Every run below ``root`` (``root`` itself may be a run): dicts with algo, env_id, seed, dir."""
+    """Every run below ``root`` (``root`` itself may be a run): dicts with algo, label
+    (:func:`run_label`), env_id, seed, dir."""
     root = Path(root)
     runs = []
     for config in sorted(root.rglob("config.json")):
@@ -50,8 +62,8 @@ def find_runs(root: str | Path) -> list[dict]:
         except (OSError, json.JSONDecodeError):
             continue
         if isinstance(record, dict) and {"algo", "env_id", "seed"} <= record.keys():
-            runs.append({"algo": str(record["algo"]), "env_id": str(record["env_id"]), "seed": record["seed"],
-                         "dir": config.parent})
+            runs.append({"algo": str(record["algo"]), "label": run_label(record), "env_id": str(record["env_id"]),
+                         "seed": record["seed"], "dir": config.parent})
     return runs
 
 
@@ -209,7 +221,7 @@ def plot_sweep(sweep_dir: str | Path, out: str | Path | None = None, metric: str
         if curve is None:
             empty.append(run["dir"])
             continue
-        grouped.setdefault(run["env_id"], {}).setdefault(run["algo"], []).append(curve)
+        grouped.setdefault(run["env_id"], {}).setdefault(run["label"], []).append(curve)
     if not grouped:
         hint = ("train with --eval-every > 0, or use --metric train" if metric == "eval"
                 else "train longer than --set log_every (progress rows), or use --metric eval")

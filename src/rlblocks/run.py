@@ -29,7 +29,7 @@ import torch
 
 from rlblocks.algos.replay_config import ReplayConfig
 from rlblocks.checkpoint import atomic_write_text, has_checkpoint, latest_checkpoint, load_checkpoint, restore_agent
-from rlblocks.config import BaseConfig, load_config_file
+from rlblocks.config import BaseConfig, find_config_file, load_config_file, run_identity
 from rlblocks.envs import check_env_id, make_env
 from rlblocks.envs.goal import is_goal_space
 from rlblocks.errors import ConfigError, Interrupted, RLBlocksError
@@ -61,7 +61,7 @@ def resolve_config(spec: AlgoSpec, env_id: str, config_file: str | None = None,
     """
     cfg = spec.config_cls().updated(spec.preset_for(env_id), f"the {spec.name} preset")
     values = load_config_file(config_file) if config_file else {}
-    for key in ("algo", "env", "env_id", "seed"):  # run identity, not hyperparameters
+    for key in ("algo", "env", "env_id", "seed", "description"):  # run identity and notes, not hyperparameters
         values.pop(key, None)
     preset = preset if preset is not None else values.pop("preset", None)
     values.pop("preset", None)
@@ -137,12 +137,29 @@ def _build(spec: AlgoSpec, env_id: str, cfg: BaseConfig, seed: int, device: torc
                           "hidden_sizes") from None
 
 
-def train(algo: str, env_id: str, *, steps: int, seed: int = 0, run_dir: str | None = None,
+def resolve_run(algo: str | None, env_id: str | None, config_file: str | None) -> tuple[str, str, Path | None]:
+    """``(algo, env_id, config path)`` from the flags and ``--config``: a local file or a shipped name
+    (:func:`rlblocks.config.find_config_file`) that may name ``algo`` and ``env``.
+
+    Raises:
+        ConfigError: a missing config file, a flag that conflicts with the file, or an algo or env
+            named by neither.
+    """
+    path = find_config_file(config_file) if config_file else None
+    values = load_config_file(path) if path is not None else {}
+    ident = run_identity(values, config_file, algo=algo, env=env_id)
+    return ident["algo"], ident["env"], path
+
+
+def train(algo: str | None, env_id: str | None, *, steps: int, seed: int = 0, run_dir: str | None = None,
           config_file: str | None = None, overrides: dict[str, Any] | None = None,
           eval_every: int | None = None, checkpoint_every: int = 50_000, device: str = "auto",
           resume: bool = False, overwrite: bool = False, progress: bool = True, load: str | None = None,
           threads: int | None = None, preset: str | None = None) -> Path:
     """Train ``algo`` on ``env_id`` until ``steps`` env steps; returns the run directory.
+
+    ``config_file`` is a JSON file or a shipped config name (``steve/hopper/steve.json``); when it
+    names ``algo``/``env``, ``algo``/``env_id`` may be ``None`` (given, they must agree with it).
 
     ``preset`` names a hyperparameter preset (:data:`rlblocks.registry.NAMED_PRESETS`).
     ``eval_every`` ``None`` takes the algorithm's default (:attr:`AlgoSpec.eval_every`); ``threads``
@@ -161,9 +178,10 @@ def train(algo: str, env_id: str, *, steps: int, seed: int = 0, run_dir: str | N
             training starts; a new run directory is removed again.
         Interrupted: training stopped on SIGINT/SIGTERM after saving a checkpoint.
     """
+    algo, env_id, config_path = resolve_run(algo, env_id, config_file)
     spec = get_algo(algo)
     check_env_id(env_id)
-    cfg = resolve_config(spec, env_id, config_file, overrides, preset)
+    cfg = resolve_config(spec, env_id, config_path, overrides, preset)
     eval_every = spec.eval_every if eval_every is None else eval_every
     if steps <= 0:
         raise ConfigError(f"--steps {steps} must be positive")
@@ -187,6 +205,8 @@ def train(algo: str, env_id: str, *, steps: int, seed: int = 0, run_dir: str | N
               "options": {"steps": steps, "eval_every": eval_every, "checkpoint_every": checkpoint_every}}
     if source is not None:
         record["options"]["loaded_from"] = str(source.checkpoint)
+    if config_path is not None:  # provenance only: the resolved values above are what the run uses
+        record["options"]["config_file"] = str(config_file)
 
     new_root = _first_missing(path)  # the top directory this call creates, removed again on failure
     if path.exists() and not path.is_dir():

@@ -128,6 +128,7 @@ class SweepPlan:
     overrides: dict[str, str]
     device: str = "auto"
     jobs: int = 1
+    config_file: Path | None = None  # --config, resolved to a file (local or shipped), passed to every run
     resolved_overrides: dict[str, Any] = field(default_factory=dict)  # typed values, compared on re-runs
     runs: list[SweepRun] = field(default_factory=list)
 
@@ -189,24 +190,31 @@ def _classify(run: SweepRun, steps: int) -> None:
         run.action, run.steps_done = "resume", done
 
 
-def plan_sweep(algos: str | list[str], envs: str | list[str], seeds: str | list[int], *, steps: int = 100_000,
-               sweep_dir: str | Path | None = None, overrides: dict[str, str] | None = None,
+def plan_sweep(algos: str | list[str] | None, envs: str | list[str] | None, seeds: str | list[int], *,
+               steps: int = 100_000, sweep_dir: str | Path | None = None, overrides: dict[str, str] | None = None,
                eval_every: int | None = None, checkpoint_every: int = 50_000, jobs: int = 1,
-               device: str = "auto") -> SweepPlan:
+               device: str = "auto", config_file: str | None = None) -> SweepPlan:
     """Validate a sweep and decide, per run, whether to train, resume or skip it.
 
     Nothing is written. ``algos``/``envs`` are lists or comma-separated strings; ``seeds`` a list
-    or a spec for :func:`parse_seeds`; ``overrides`` the ``--set`` pairs (applied to every run).
+    or a spec for :func:`parse_seeds`; ``overrides`` the ``--set`` pairs (applied to every run);
+    ``config_file`` a JSON file or shipped config name given to every run (``--config``): when it
+    names ``algo``/``env``, ``algos``/``envs`` may be ``None`` (given, they must agree with it).
+    The config's values count as settings of the sweep (its directory's hash, the re-run check).
 
     Raises:
         RLBlocksError: an unknown algorithm or env id, a bad seed spec, ``jobs < 1``, a
             non-positive ``steps``, an unavailable device, an invalid hyperparameter, an algorithm
-            that cannot act in an env, or a sweep directory made with other ``--set`` values.
+            that cannot act in an env, a missing config file or one that conflicts with
+            ``algos``/``envs``, or a sweep directory made with other ``--config``/``--set`` values.
     """
+    from rlblocks.config import load_config_file
     from rlblocks.envs import check_env_id
     from rlblocks.registry import get_algo
-    from rlblocks.run import check_env_fits, check_seed, resolve_config, resolve_device
+    from rlblocks.run import check_env_fits, check_seed, resolve_config, resolve_device, resolve_run
 
+    joined = {k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in (("a", algos), ("e", envs))}
+    algos, envs, config_path = resolve_run(joined["a"], joined["e"], config_file)
     algo_list = parse_names(algos, "--algo") if isinstance(algos, str) else list(dict.fromkeys(algos))
     env_list = parse_names(envs, "--env") if isinstance(envs, str) else list(dict.fromkeys(envs))
     seed_list = parse_seeds(seeds) if isinstance(seeds, str) else list(dict.fromkeys(int(s) for s in seeds))
@@ -227,10 +235,16 @@ def plan_sweep(algos: str | list[str], envs: str | list[str], seeds: str | list[
         check_env_id(env_id)
     overrides = dict(overrides or {})
     normalized: dict[str, Any] = {}
+    file_keys: list[str] = []
+    if config_path is not None:
+        normalized["config"] = str(config_file)
+        file_values = load_config_file(config_path)
+        normalized.update({k: file_values[k] for k in ("preset",) if k in file_values})
+        file_keys = [k for k in file_values if k not in ("algo", "env", "env_id", "seed", "description", "preset")]
     for spec in specs:
         for env_id in env_list:
-            cfg = resolve_config(spec, env_id, None, overrides)
-            normalized.update({k: getattr(cfg, k) for k in overrides})
+            cfg = resolve_config(spec, env_id, config_path, overrides)
+            normalized.update({k: getattr(cfg, k) for k in (*file_keys, *overrides)})
             check_env_fits(spec, env_id, cfg)
     root = Path(sweep_dir) if sweep_dir is not None else default_sweep_dir(algo_list, env_list, normalized)
     if root.exists() and not root.is_dir():
@@ -239,10 +253,12 @@ def plan_sweep(algos: str | list[str], envs: str | list[str], seeds: str | list[
     previous = _read_sweep_file(root)
     if previous is not None and previous.get("resolved_overrides", {}) != resolved:
         was = " ".join(f"{k}={v}" for k, v in previous.get("overrides", {}).items()) or "(none)"
-        raise RLBlocksError(f"{root} was made with --set {was}; repeat those values to continue it or pass "
+        config = previous.get("resolved_overrides", {}).get("config")
+        was = (f"--config {config} " if config else "") + f"--set {was}"
+        raise RLBlocksError(f"{root} was made with {was}; repeat those values to continue it or pass "
                             "another --sweep-dir")
     plan = SweepPlan(root, algo_list, env_list, seed_list, int(steps), eval_every, int(checkpoint_every),
-                     overrides, device, int(jobs), resolved)
+                     overrides, device, int(jobs), config_path, resolved)
     # Seed-major order: a sweep stopped early has the same seeds for every algorithm and env.
     for seed in seed_list:
         for env_id in env_list:
@@ -279,6 +295,8 @@ def run_command(plan: SweepPlan, run: SweepRun) -> list[str]:
                   "--resume"]
     if plan.eval_every is not None:  # else each algorithm's default
         cmd += ["--eval-every", str(plan.eval_every)]
+    if plan.config_file is not None:
+        cmd += ["--config", str(plan.config_file.resolve())]
     if plan.overrides:
         cmd += ["--set", *(f"{k}={v}" for k, v in plan.overrides.items())]
     return cmd
