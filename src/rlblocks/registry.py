@@ -28,6 +28,7 @@ from rlblocks.algos.value_expansion import target_modules
 from rlblocks.buffers import ReplayBuffer
 from rlblocks.buffers.her import parse_strategy
 from rlblocks.components import Checkpointer, EnvRunner, Evaluator, Logger, ObsNormalizer, Replay, Threads
+from rlblocks.components.events import EventLog
 from rlblocks.components.goal_normalizer import GoalNormalizer
 from rlblocks.components.her_replay import HindsightReplay
 from rlblocks.config import BaseConfig
@@ -129,7 +130,8 @@ def _off_policy_modules(algo_cls, policy_kind: str):
 
 
 def _service_modules(env_id: str, cfg: BaseConfig, seed: int, opts: RunOptions) -> list:
-    modules = [Evaluator(opts.run_dir, env_id, opts.eval_every, cfg.eval_episodes, seed + 10_000),
+    modules = [EventLog(opts.run_dir),
+               Evaluator(opts.run_dir, env_id, opts.eval_every, cfg.eval_episodes, seed + 10_000),
                Logger(opts.run_dir, cfg.log_every, opts.total_steps, opts.progress, opts.tensorboard)]
     if opts.run_dir is not None:
         modules.append(Checkpointer(opts.run_dir, opts.checkpoint_every, opts.total_steps))
