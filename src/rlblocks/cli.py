@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: the cores other processes leave free when the run first starts, kept on resume)")
+    _backend_arguments(t)
     t.add_argument("--load", default=None, metavar="RUN_DIR",
                    help="start from another run's trained weights (policy, critic, normaliser; not optimizers, "
                         "replay or counters); same algo and observation/action shapes")
@@ -48,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto")
     r.add_argument("--no-progress", action="store_true")
     r.add_argument("--threads", type=int, default=None, help="torch threads (default: the count the run started with)")
+    r.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="a --backend ray run: join the Ray cluster at ADDR (default: start a local Ray)")
 
     e = sub.add_parser("eval", help="evaluate a run's latest checkpoint")
     e.add_argument("run_dir")
@@ -86,6 +89,15 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="algorithms and their key hyperparameters")
     toy_demo.add_arguments(sub.add_parser("toy-demo", help="STEVE's 100-state chain: Q-learning, MVE, STEVE Q errors"))
     return p
+
+
+def _backend_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local: everything in this process (default); ray: the distributed layout on Ray "
+                        "(rollout workers for PPO, asynchronous interactors and an evaluator actor off-policy)")
+    p.add_argument("--workers", type=int, default=None, help="--backend ray: rollout workers / interactors (default 1)")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="--backend ray: join the Ray cluster at ADDR (default: start a local Ray, shut down at the end)")
 
 
 def _sweep(args, argv: list[str] | None) -> int:
@@ -171,10 +183,10 @@ def main(argv: list[str] | None = None) -> int:
                       config_file=args.config, overrides=overrides, eval_every=args.eval_every,
                       checkpoint_every=args.checkpoint_every, device=args.device, resume=args.resume,
                       overwrite=args.overwrite, progress=not args.no_progress, load=args.load, threads=args.threads,
-                      preset=args.preset)
+                      preset=args.preset, backend=args.backend, workers=args.workers, ray_address=args.ray_address)
         elif args.command == "resume":
             run.resume_run(args.run_dir, args.steps, device=args.device, progress=not args.no_progress,
-                           threads=args.threads)
+                           threads=args.threads, ray_address=args.ray_address)
         elif args.command == "eval":
             if args.video:
                 os.environ.setdefault("MUJOCO_GL", "egl")
