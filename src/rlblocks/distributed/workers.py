@@ -154,6 +154,7 @@ class WorkerPool(Module, Closeable):
         allow_goal: as :class:`EnvRunner`.
         max_restarts: restarts Ray allows each worker over the run, and retries per call.
         cpus: CPUs Ray reserves for each worker.
+        restart_timeout: seconds to wait for a dead worker to be back before giving up.
 
     Raises:
         RLBlocksError: ``num_envs`` not divisible by ``workers``.
@@ -165,7 +166,7 @@ class WorkerPool(Module, Closeable):
 
     def __init__(self, make_agent: Callable[[int, int], Any], env_id: str, num_envs: int, seed: int, workers: int,
                  ship: tuple[str, ...] = ("policy", "normalizer"), allow_goal: bool = False, max_restarts: int = 5,
-                 cpus: float = 1.0):
+                 cpus: float = 1.0, restart_timeout: float = 300.0):
         super().__init__()
         if workers < 1 or num_envs % workers:
             raise RLBlocksError(f"--workers {workers} must divide num_envs={num_envs} (each worker steps num_envs / "
@@ -175,7 +176,7 @@ class WorkerPool(Module, Closeable):
         self.ray = ray
         self.env_id, self.num_envs, self.seed, self.workers = env_id, num_envs, seed, workers
         self.per_worker = num_envs // workers
-        self.ship, self.max_restarts = ship, max_restarts
+        self.ship, self.max_restarts, self.restart_timeout = ship, max_restarts, restart_timeout
         local = EnvRunner(env_id, 1, seed, allow_goal=allow_goal)  # spaces and the action mapping
         local.close()
         self._local = local
@@ -212,24 +213,49 @@ class WorkerPool(Module, Closeable):
 
     def get(self, w: int, future, ref, n: int) -> dict:
         """The result of worker ``w``'s ``future``; if the worker died, log it, wait for Ray to restart
-        it and collect again (its lost steps are collected anew, with the weights at ``ref``)."""
+        it and collect again (its lost steps are collected anew, with the weights at ``ref``).
+
+        Raises:
+            RLBlocksError: the worker died more than ``max_restarts`` times in one call, stays
+                unreachable for ``restart_timeout`` seconds, or Ray gave up restarting it.
+        """
+        ray = self.ray
         for attempt in range(self.max_restarts + 1):
             try:
-                result = self.ray.get(future)
+                result = ray.get(future)
                 if result["pid"] != self.pids[w]:
                     log_event(self.agent, f"{self.role} {w} runs again as pid {result['pid']}")
                     self.pids[w] = result["pid"]
                 self._log_errors(w, result)
                 return result
-            except self.ray.exceptions.RayActorError as e:
+            except ray.exceptions.RayActorError as e:
                 self.restarts += 1
                 log_event(self.agent, f"{self.role} {w} (pid {self.pids[w]}) died ({type(e).__name__}); Ray restarts "
                                       f"it; sending it the current weights and collecting its {n} steps again "
                                       f"(restart {attempt + 1})")
-                time.sleep(0.5 * attempt)
+                self._wait_alive(w)
                 future = self.actors[w].collect.remote(ref, self.version, self.agent.env_steps, n)
         raise RLBlocksError(f"{self.role} {w} died {self.max_restarts + 1} times while collecting one batch; see "
                             "events.log and the Ray logs (/tmp/ray/session_latest/logs)")
+
+    def _wait_alive(self, w: int) -> None:
+        """Block until Ray has restarted worker ``w`` (its constructor ran again)."""
+        ray, deadline = self.ray, time.time() + self.restart_timeout
+        while True:
+            try:
+                ray.get(self.actors[w].pid.remote(), timeout=max(1.0, deadline - time.time()))
+                return
+            except ray.exceptions.ActorUnavailableError:  # restarting: its old process is gone, the new one not up
+                if time.time() > deadline:
+                    break
+                time.sleep(0.2)
+            except ray.exceptions.ActorDiedError as e:  # restarts used up, or its constructor failed
+                raise RLBlocksError(f"{self.role} {w} cannot be restarted ({str(e).strip().splitlines()[0][:200]}); "
+                                    "see the Ray logs (/tmp/ray/session_latest/logs)") from None
+            except ray.exceptions.GetTimeoutError:
+                break
+        raise RLBlocksError(f"{self.role} {w} was not back {self.restart_timeout:.0f} s after it died; see the Ray "
+                            "logs (/tmp/ray/session_latest/logs)")
 
     def _log_errors(self, w: int, result: dict) -> None:
         for t, i, text in result["errors"]:

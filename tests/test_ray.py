@@ -1,0 +1,129 @@
+"""``--backend ray``: rollout workers (PPO), faults survived (a worker killed by pid, a driver
+killed by SIGKILL then resumed), Ray sweeps, the asynchronous off-policy layout.
+
+One local Ray (2 CPUs) serves the whole module; runs started here join it, and CLI subprocesses
+join it with ``--ray-address``. Ray is a dev dependency: without it this module fails to import
+(it is never skipped silently).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import ray  # noqa: F401 - a missing Ray fails the module here, loudly
+import torch
+
+from rlblocks.checkpoint import latest_checkpoint, load_checkpoint
+from rlblocks.distributed.session import worker_env
+from rlblocks.errors import ConfigError
+from rlblocks.run import train
+
+PPO_SMALL = {"n_steps": "64", "n_minibatches": "4", "n_epochs": "2", "num_envs": "2"}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ray_address():
+    """A local Ray for this module; yields its address for ``--ray-address``."""
+    import ray
+
+    context = ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 2**20,
+                       runtime_env={"env_vars": worker_env()}, logging_level=logging.WARNING)
+    try:
+        yield context.address_info["gcs_address"]
+    finally:
+        ray.shutdown()
+
+
+def _cli_env() -> dict[str, str]:
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=worker_env()["PYTHONPATH"])
+
+
+def _rows(path: Path) -> list[list[str]]:
+    return [line.split(",") for line in path.read_text().splitlines()[1:] if line.strip()]
+
+
+def test_backend_flags_are_checked_before_anything_is_made(tmp_path):
+    with pytest.raises(ConfigError, match="--workers needs --backend ray"):
+        train("ppo", "Pendulum-v1", steps=100, run_dir=str(tmp_path / "a"), workers=2)
+    with pytest.raises(ConfigError, match="--workers 3 must divide num_envs=2"):
+        train("ppo", "Pendulum-v1", steps=100, run_dir=str(tmp_path / "b"), backend="ray", workers=3,
+              overrides=PPO_SMALL)
+    with pytest.raises(ConfigError, match="n_step=1 and her=none"):
+        train("sac", "Pendulum-v1", steps=100, run_dir=str(tmp_path / "c"), backend="ray", overrides={"n_step": "3"})
+    assert not tmp_path.joinpath("a").exists() and not tmp_path.joinpath("b").exists()
+
+
+def test_ppo_rollout_workers_survive_a_worker_killed_by_pid(ray_address, tmp_path, one_thread):
+    """Two rollout workers (one env each) feed every step to the learner; worker 0's process is
+    killed from outside mid-run: Ray restarts it, its rollout is collected again, the run completes."""
+    run, steps = tmp_path / "run", 3200  # 25 rollouts of 64 steps × 2 envs
+    killed: list[int] = []
+
+    def kill_one_worker():
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            events, progress = run / "events.log", run / "progress.csv"
+            if events.exists() and progress.exists() and len(progress.read_text().splitlines()) >= 3:
+                pid = int(re.search(r"pids (\d+)", events.read_text()).group(1))
+                os.kill(pid, signal.SIGKILL)  # from outside, by pid, mid-run
+                killed.append(pid)
+                return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_one_worker, daemon=True)
+    killer.start()
+    train("ppo", "Pendulum-v1", steps=steps, seed=0, run_dir=str(run), overrides=PPO_SMALL, eval_every=1600,
+          checkpoint_every=0, progress=False, backend="ray", workers=2)
+    killer.join()
+    assert killed, "the worker was never killed (the run ended first)"
+    events = (run / "events.log").read_text()
+    assert "2 rollout workers started on Ray" in events
+    assert re.search(rf"rollout worker 0 \(pid {killed[0]}\) died \(\w+\); Ray restarts it; sending it the "
+                     r"current weights and collecting its 64 steps again", events), events
+    assert re.search(r"rollout worker 0 runs again as pid \d+", events), events
+    record = json.loads((run / "config.json").read_text())
+    assert record["options"]["backend"] == "ray" and record["options"]["workers"] == 2
+    state = load_checkpoint(latest_checkpoint(run))["modules"]
+    assert state["algo"]["rollouts"] == 25  # no rollout lost
+    # the normaliser merged every observation of both workers: count = all env steps (+ its 1e-4 prior)
+    assert float(state["normalizer"]["count"]) == pytest.approx(steps + 1e-4)
+    assert len(state["env"]["workers"]) == 2
+    assert [int(r[2]) for r in _rows(run / "eval.csv")] == [1600, 3200]
+    # episodes (Pendulum: 200 steps) came from both workers' envs; the killed worker lost its partial one
+    assert int(_rows(run / "progress.csv")[-1][6]) >= 14
+
+
+def test_sigkill_of_a_ray_driver_then_resume_continues(ray_address, tmp_path):
+    run = tmp_path / "run"
+    args = ["--algo", "ppo", "--env", "Pendulum-v1", "--steps", "3840", "--run-dir", str(run), "--no-progress",
+            "--checkpoint-every", "640", "--eval-every", "0", "--backend", "ray", "--workers", "2",
+            "--ray-address", ray_address, "--set", *(f"{k}={v}" for k, v in PPO_SMALL.items())]
+    proc = subprocess.Popen([sys.executable, "-m", "rlblocks", "train", *args], cwd=tmp_path, env=_cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not (run / "checkpoints" / "latest.json").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[0]
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    at_kill = int(json.loads((latest_checkpoint(run) / "meta.json").read_text())["env_steps"])
+    assert 0 < at_kill < 3840
+    r = subprocess.run([sys.executable, "-m", "rlblocks", "resume", str(run), "--no-progress", "--ray-address",
+                        ray_address], cwd=tmp_path, env=_cli_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "finished at 3840 env steps" in r.stdout
+    state = load_checkpoint(latest_checkpoint(run))["modules"]
+    assert state["algo"]["rollouts"] == 30
+    steps = [int(row[1]) for row in _rows(run / "progress.csv")]
+    assert steps == sorted(set(steps)) and steps[-1] == 3840  # no row twice, none missing at the end
