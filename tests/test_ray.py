@@ -127,3 +127,26 @@ def test_sigkill_of_a_ray_driver_then_resume_continues(ray_address, tmp_path):
     assert state["algo"]["rollouts"] == 30
     steps = [int(row[1]) for row in _rows(run / "progress.csv")]
     assert steps == sorted(set(steps)) and steps[-1] == 3840  # no row twice, none missing at the end
+
+
+def test_a_sweep_of_four_runs_on_ray_completes_resumes_and_plots(ray_address, tmp_path, capsys, monkeypatch):
+    from rlblocks.cli import main
+
+    monkeypatch.chdir(tmp_path)  # relative run directories, as a user would give them
+    args = ["sweep", "--algo", "sac", "--env", "Pendulum-v1", "--seeds", "0-3", "--steps", "300", "--eval-every",
+            "150", "--sweep-dir", "sw", "--backend", "ray", "--no-progress", "--set", "hidden_sizes=16",
+            "learning_starts=100", "batch_size=16", "eval_episodes=1", "buffer_size=1000", "log_every=100"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "4 finished" in out, out
+    for seed in range(4):
+        run = tmp_path / "sw" / "sac" / "Pendulum-v1" / f"seed{seed}"
+        assert json.loads((latest_checkpoint(run) / "meta.json").read_text())["env_steps"] == 300
+        assert "=== " in (run / "train.log").read_text()
+    status = json.loads((tmp_path / "sw" / "sweep.json").read_text())
+    assert [r["status"] for r in status["runs"]] == ["done"] * 4
+    assert main(args) == 0  # a rerun finds every run finished
+    assert "0 finished, 4 skipped" in capsys.readouterr().out
+    assert main(["plot", "sw"]) == 0
+    assert (tmp_path / "sw" / "eval.png").exists()
+    assert "sac" in (tmp_path / "sw" / "eval_summary.md").read_text()

@@ -70,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--env", required=True, help="env ids, comma-separated: Pendulum-v1,HalfCheetah-v5")
     w.add_argument("--seeds", default="0", help="0-7, 0,2,5 or 3 (default 0)")
     w.add_argument("--steps", type=int, default=100_000, help="total env steps per run (default 100000)")
-    w.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1)")
+    w.add_argument("--jobs", type=int, default=None,
+                   help="runs at a time (default 1; --backend ray: all, as many running as Ray has CPUs)")
     w.add_argument("--sweep-dir", default=None, help="default: sweeps/<algos>_<envs>_<hash of --set>")
     w.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="override config keys in every run")
@@ -79,6 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--checkpoint-every", type=int, default=50_000, help="env steps between checkpoints (0: end only)")
     w.add_argument("--device", default="auto", help="auto, cpu or cuda (for every run)")
     w.add_argument("--no-progress", action="store_true", help="no progress bar over runs")
+    w.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local: runs are processes of this machine (default); ray: Ray tasks, one CPU each")
+    w.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="--backend ray: join the Ray cluster at ADDR (default: start a local Ray)")
 
     pl = sub.add_parser("plot", help="learning curves (mean ± standard error over seeds) and a summary table")
     pl.add_argument("sweep_dir", help="a directory made by `rlblocks sweep` (or any directory of runs)")
@@ -106,7 +111,8 @@ def _sweep(args, argv: list[str] | None) -> int:
 
     plan = sweep.plan_sweep(args.algo, args.env, args.seeds, steps=args.steps, sweep_dir=args.sweep_dir,
                             overrides=parse_overrides(args.set), eval_every=args.eval_every,
-                            checkpoint_every=args.checkpoint_every, jobs=args.jobs, device=args.device)
+                            checkpoint_every=args.checkpoint_every, jobs=args.jobs, device=args.device,
+                            backend=args.backend, ray_address=args.ray_address)
     command = ["rlblocks", *(sys.argv[1:] if argv is None else argv)]
     result = sweep.run_sweep(plan, progress=not args.no_progress, command=command)
     print(sweep.report(result, plan))
