@@ -59,7 +59,7 @@ def test_backend_flags_are_checked_before_anything_is_made(tmp_path):
     with pytest.raises(ConfigError, match="--workers 3 must divide num_envs=2"):
         train("ppo", "Pendulum-v1", steps=100, run_dir=str(tmp_path / "b"), backend="ray", workers=3,
               overrides=PPO_SMALL)
-    with pytest.raises(ConfigError, match="n_step=1 and her=none"):
+    with pytest.raises(ConfigError, match="n_step=3 need each env.s steps in order"):
         train("sac", "Pendulum-v1", steps=100, run_dir=str(tmp_path / "c"), backend="ray", overrides={"n_step": "3"})
     assert not tmp_path.joinpath("a").exists() and not tmp_path.joinpath("b").exists()
 

@@ -181,7 +181,7 @@ def train(algo: str, env_id: str, *, steps: int, seed: int = 0, run_dir: str | N
     check_threads(threads)
     dev = resolve_device(device)
     check_env_fits(spec, env_id, cfg)
-    workers = check_backend(spec, cfg, backend, workers, ray_address)
+    workers = check_backend(spec, env_id, cfg, backend, workers, ray_address)
     path = Path(run_dir) if run_dir else default_run_dir(algo, env_id, cfg, seed)
     source = None
     if load is not None:
@@ -369,7 +369,8 @@ def _resume_locked(run_dir: Path, steps: int | None, device: str, progress: bool
 BACKENDS = ("local", "ray")
 
 
-def check_backend(spec: AlgoSpec, cfg: BaseConfig, backend: str, workers: int | None, ray_address: str | None) -> int:
+def check_backend(spec: AlgoSpec, env_id: str, cfg: BaseConfig, backend: str, workers: int | None,
+                  ray_address: str | None) -> int:
     """Check the backend options before anything is made; returns the worker count (1 by default).
 
     Raises:
@@ -392,10 +393,14 @@ def check_backend(spec: AlgoSpec, cfg: BaseConfig, backend: str, workers: int | 
 
     require_ray()
     if isinstance(cfg, ReplayConfig):  # the asynchronous layout: each interactor steps num_envs envs
-        if getattr(cfg, "n_step", 1) != 1 or getattr(cfg, "her", "none") != "none":
-            raise ConfigError("--backend ray's asynchronous layout interleaves the interactors' steps in the replay, "
-                              "which n-step returns and HER need in order: use n_step=1 and her=none, or the default "
-                              "backend")
+        env = make_env(env_id)
+        goal = is_goal_space(env.observation_space)
+        env.close()
+        if cfg.n_step != 1 or goal:
+            what = "goal envs (HER)" if goal else f"n_step={cfg.n_step}"
+            raise ConfigError(f"--backend ray's asynchronous layout interleaves the interactors' steps in the replay, "
+                              f"but {what} need each env's steps in order: use n_step=1 and a non-goal env, or the "
+                              "default backend")
     elif cfg.num_envs % workers:
         raise ConfigError(f"--workers {workers} must divide num_envs={cfg.num_envs} (each rollout worker steps "
                           f"num_envs / workers envs): pass --num-envs {workers * max(1, cfg.num_envs // workers)}")

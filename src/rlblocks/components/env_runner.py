@@ -78,10 +78,8 @@ class EnvRunner(Module, Closeable):
             low, high = self.action_space.low, self.action_space.high
             self._scale, self._offset = (high - low) / 2.0, (high + low) / 2.0
             self._rescale = not (np.all(self._scale == 1.0) and np.all(self._offset == 0.0))
-        obs, _ = self.vec.reset(seed=seed)
-        self.obs = obs_to_tensor(obs)  # a copy: the vector env reuses its array
-        self.episode_return = np.zeros(num_envs)
-        self.episode_length = np.zeros(num_envs, dtype=np.int64)
+        self.actor: Actor | None = None  # set in setup()
+        self.restart(seed)
         self.env_errors = 0  # steps where an env raised and was rebuilt (this session)
         #: ``(env index, message)`` of the env failures of the latest step (read by Ray workers)
         self.last_errors: list[tuple[int, str]] = []
@@ -89,6 +87,16 @@ class EnvRunner(Module, Closeable):
     def setup(self) -> None:
         self.actor: Actor = as_actor(self.agent.policy)
         self.state = self.actor.initial_state(self.num_envs)
+
+    def restart(self, seed: int) -> None:
+        """Start new episodes in every env, env ``i`` reset with ``seed + i``; episode sums and actor
+        states start again."""
+        obs, _ = self.vec.reset(seed=seed)
+        self.obs = obs_to_tensor(obs)  # a copy: the vector env reuses its array
+        self.episode_return = np.zeros(self.num_envs)
+        self.episode_length = np.zeros(self.num_envs, dtype=np.int64)
+        if self.actor is not None:  # set up already
+            self.state = self.actor.initial_state(self.num_envs)
 
     def to_env_action(self, action: torch.Tensor) -> np.ndarray:
         a = action.numpy()

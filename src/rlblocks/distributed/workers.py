@@ -121,6 +121,11 @@ class RolloutWorker:
         return {"steps": stack_tree(steps), "finished": finished, "errors": errors, "last_obs": last_obs,
                 "pid": os.getpid(), "seconds": time.perf_counter() - start}
 
+    def reseed(self, seed: int) -> None:
+        """Start new episodes in every env, env ``i`` reset with ``seed + i`` (a resumed asynchronous run)."""
+        self.agent.env.restart(seed)
+        torch.manual_seed(seed)
+
     def state(self) -> dict:
         """The envs' exact state and the torch generator (for a checkpoint of the driver)."""
         return {"env": self.agent.env.state_dict(), "torch_rng": torch.get_rng_state()}
