@@ -9,8 +9,8 @@ import torch
 
 from rlblocks.checkpoint import latest_checkpoint, load_checkpoint
 from rlblocks.envs import make_vec_env
-from rlblocks.finite import check_finite, first_non_finite
 from rlblocks.errors import NonFiniteError
+from rlblocks.finite import check_finite, first_non_finite
 from rlblocks.run import train
 
 PPO_SMALL = ["n_steps=64", "n_minibatches=4", "n_epochs=2", "num_envs=2"]
@@ -31,7 +31,7 @@ def test_an_env_that_raises_is_rebuilt_and_its_episode_dropped(tmp_path, one_thr
 def test_rebuilt_env_is_seeded_from_the_old_one():
     def run():
         vec = make_vec_env("FaultyPendulum-v1", 1, recover=True)
-        import rlblocks.envs.faulty as faulty
+        from rlblocks.envs import faulty
 
         faulty.FailAt.raised = 0
         vec.reset(seed=3)

@@ -20,8 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-import ray  # noqa: F401 - a missing Ray fails the module here, loudly
-import torch
+import ray
 
 from rlblocks.checkpoint import latest_checkpoint, load_checkpoint
 from rlblocks.distributed.session import worker_env
@@ -35,7 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def ray_address():
     """A local Ray for this module; yields its address for ``--ray-address``."""
-    import ray
 
     context = ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 2**20,
                        runtime_env={"env_vars": worker_env()}, logging_level=logging.WARNING)
@@ -150,3 +148,33 @@ def test_a_sweep_of_four_runs_on_ray_completes_resumes_and_plots(ray_address, tm
     assert main(["plot", "sw"]) == 0
     assert (tmp_path / "sw" / "eval.png").exists()
     assert "sac" in (tmp_path / "sw" / "eval_summary.md").read_text()
+
+
+def test_sac_async_layout_writes_eval_rows_from_its_evaluator_actor(ray_address, tmp_path, one_thread):
+    run = train("sac", "Pendulum-v1", steps=600, seed=0, run_dir=str(tmp_path / "run"), eval_every=300,
+                checkpoint_every=0, progress=False, backend="ray", workers=2,
+                overrides={"learning_starts": "200", "hidden_sizes": "16", "batch_size": "16", "eval_episodes": "1"})
+    rows = _rows(run / "eval.csv")
+    assert [int(r[2]) for r in rows] == [300, 600]  # frames, from the evaluator actor
+    assert int(rows[-1][1]) == 400  # epoch: one update per frame after the 200 warm-up frames
+    state = load_checkpoint(latest_checkpoint(run))["modules"]
+    assert state["algo"]["updates"] == 400
+    assert "2 interactors started on Ray" in (run / "events.log").read_text()
+
+
+# ----------------------------------------------------------------------------- learning (slow)
+@pytest.mark.slow
+def test_ppo_with_two_ray_workers_solves_cartpole_within_100k_steps(ray_address, tmp_path, one_thread):
+    """The in-process bar (tests/test_ppo.py): a greedy score >= 475 within 100k steps."""
+    run = train("ppo", "CartPole-v1", steps=100_000, seed=0, run_dir=str(tmp_path / "run"), eval_every=5000,
+                checkpoint_every=0, progress=False, backend="ray", workers=2)
+    scores = [(int(r[2]), float(r[3])) for r in _rows(run / "eval.csv")]
+    assert any(score >= 475 for _, score in scores), scores
+
+
+@pytest.mark.slow
+def test_sac_async_layout_learns_pendulum_within_20k_steps(ray_address, tmp_path, one_thread):
+    run = train("sac", "Pendulum-v1", steps=20_000, seed=0, run_dir=str(tmp_path / "run"), eval_every=2000,
+                checkpoint_every=0, progress=False, backend="ray", workers=2)
+    scores = [(int(r[2]), float(r[3])) for r in _rows(run / "eval.csv")]
+    assert scores[-1][0] == 20_000 and any(score >= -250 for _, score in scores), scores

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from rlblocks.distributed.workers import WorkerPool, cat_tree, index_tree
+from rlblocks.distributed.workers import WorkerPool, cat_tree, index_tree, nbytes_tree
 
 
 class RolloutWorkers(WorkerPool):
@@ -34,9 +34,11 @@ class RolloutWorkers(WorkerPool):
         others: see :class:`~rlblocks.distributed.workers.WorkerPool`.
 
     Attributes:
-        timing: ``{"collect_s", "worker_s"}`` of the latest collection: the driver's wall time from
-            publishing to having every result, and the slowest worker's own stepping time (their
-            difference is the per-iteration overhead of the layout).
+        timing: ``{"collect_s", "worker_s", "sent_bytes", "received_bytes"}`` of the latest
+            collection: the driver's wall time from publishing to having every result, the slowest
+            worker's own stepping time (the difference is the layout's per-iteration overhead),
+            the bytes of weights published (once, whatever the worker count) and the bytes of
+            experience the workers sent back. ``timings``: every collection's.
     """
 
     def __init__(self, make_agent: Callable[[int, int], Any], env_id: str, num_envs: int, seed: int, workers: int,
@@ -47,7 +49,8 @@ class RolloutWorkers(WorkerPool):
         self._finished: list[list[dict]] = []
         self._last_obs = None
         self._t = self._len = 0
-        self.timing = {"collect_s": 0.0, "worker_s": 0.0}
+        self.timing: dict[str, float] = {}
+        self.timings: list[dict[str, float]] = []  # one per collection of this session
 
     def step(self):
         """The next vector step ``(exp, finished)``, collecting a new batch when this one is used up."""
@@ -70,7 +73,10 @@ class RolloutWorkers(WorkerPool):
         self._finished = [[ep for done in step for ep in done] for step in zip(*per_worker)]
         self._last_obs = cat_tree([r["last_obs"] for r in results], 0)
         self._t, self._len = 0, n
-        self.timing = {"collect_s": time.perf_counter() - start, "worker_s": max(r["seconds"] for r in results)}
+        self.timing = {"collect_s": time.perf_counter() - start, "worker_s": max(r["seconds"] for r in results),
+                       "sent_bytes": self.shipped_bytes,
+                       "received_bytes": sum(nbytes_tree(r["steps"]) + nbytes_tree(r["last_obs"]) for r in results)}
+        self.timings.append(self.timing)
 
     def state_dict(self):
         return {"batch": self._batch, "finished": self._finished, "last_obs": self._last_obs, "t": self._t,
