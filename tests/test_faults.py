@@ -8,7 +8,7 @@ import math
 import torch
 
 from rlblocks.checkpoint import latest_checkpoint, load_checkpoint
-from rlblocks.envs import make_vec_env
+from rlblocks.envs import faulty, make_vec_env
 from rlblocks.errors import NonFiniteError
 from rlblocks.finite import check_finite, first_non_finite
 from rlblocks.run import train
@@ -30,20 +30,21 @@ def test_an_env_that_raises_is_rebuilt_and_its_episode_dropped(tmp_path, one_thr
 
 def test_rebuilt_env_is_seeded_from_the_old_one():
     def run():
+        faulty.FailAt.raised = 0  # this process's first FaultyPendulum env raises at its 150th step
         vec = make_vec_env("FaultyPendulum-v1", 1, recover=True)
-        from rlblocks.envs import faulty
-
-        faulty.FailAt.raised = 0
         vec.reset(seed=3)
-        out = []
-        for _ in range(160):
-            obs, reward, term, trunc, info = vec.step(vec.action_space.sample() * 0)
+        out, cut = [], []
+        for t in range(160):
+            obs, _, _, truncated, info = vec.step(vec.action_space.sample() * 0)
             out.append(obs.copy())
+            if truncated[0]:
+                cut.append((t, str(info["final_info"]["env_error"][0])))
         vec.close()
-        return out, info
+        return out, cut
 
-    (a, _), (b, _) = run(), run()
-    assert all((x == y).all() for x, y in zip(a, b))
+    (a, cut_a), (b, cut_b) = run(), run()
+    assert cut_a == cut_b == [(149, "RuntimeError: simulated crash at step 150")]
+    assert all((x == y).all() for x, y in zip(a, b))  # the new env's episodes are seeded from the old env
 
 
 def test_nan_loss_stops_with_one_line_naming_it_and_the_last_checkpoint_stays(tmp_path, cli):
