@@ -25,7 +25,7 @@ import ray
 from rlblocks.checkpoint import latest_checkpoint, load_checkpoint
 from rlblocks.distributed.session import worker_env
 from rlblocks.errors import ConfigError
-from rlblocks.run import train
+from rlblocks.run import evaluate_run, train
 
 PPO_SMALL = {"n_steps": "64", "n_minibatches": "4", "n_epochs": "2", "num_envs": "2"}
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,6 +100,7 @@ def test_ppo_rollout_workers_survive_a_worker_killed_by_pid(ray_address, tmp_pat
     assert [int(r[2]) for r in _rows(run / "eval.csv")] == [1600, 3200]
     # episodes (Pendulum: 200 steps) came from both workers' envs; the killed worker lost its partial one
     assert int(_rows(run / "progress.csv")[-1][6]) >= 14
+    assert len(evaluate_run(run, episodes=2, progress=False)) == 2  # `rlblocks eval` of a Ray run, in-process
 
 
 def test_sigkill_of_a_ray_driver_then_resume_continues(ray_address, tmp_path):
