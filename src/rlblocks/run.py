@@ -309,8 +309,8 @@ def load_run_agent(run_dir: Path, *, for_training: bool, steps: int | None = Non
     total = steps if steps is not None else record["options"]["steps"]
     agent = _agent_from_record(run_dir, record, for_training=for_training, total=total, device=device,
                                progress=progress, threads=threads)
-    if not for_training:  # acting only: evaluation makes its own envs (and a Ray run's env state is its workers')
-        state["modules"].pop("env", None)
+    if not for_training and record["options"].get("backend") == "ray":  # its env state is the workers': not
+        state["modules"].pop("env", None)  # an acting agent's (evaluation makes its own envs)
     try:
         restore_agent(agent, ckpt, with_buffers=for_training, state=state)
     except BaseException:
