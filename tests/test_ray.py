@@ -180,3 +180,30 @@ def test_sac_async_layout_learns_pendulum_within_20k_steps(ray_address, tmp_path
                 checkpoint_every=0, progress=False, backend="ray", workers=2)
     scores = [(int(r[2]), float(r[3])) for r in _rows(run / "eval.csv")]
     assert scores[-1][0] == 20_000 and any(score >= -250 for _, score in scores), scores
+
+
+@pytest.mark.slow  # three Ray runs: ~40 s on an idle 2-core machine
+def test_a_ray_run_stopped_mid_rollout_and_resumed_equals_an_uninterrupted_one(ray_address, tmp_path, one_thread):
+    """The workers' envs and generators and the unused part of the batch are in the checkpoint, so a
+    Ray PPO run resumes bit-exactly (fixed learning rate: the annealing horizon is the run's total)."""
+    from rlblocks.run import resume_run
+
+    overrides = {**PPO_SMALL, "anneal_lr": "false"}
+    kwargs = dict(overrides=overrides, eval_every=0, checkpoint_every=0, progress=False, backend="ray", workers=2)
+    train("ppo", "Pendulum-v1", steps=1280, run_dir=str(tmp_path / "a"), **kwargs)
+    train("ppo", "Pendulum-v1", steps=704, run_dir=str(tmp_path / "b"), **kwargs)  # 5.5 rollouts
+    resume_run(tmp_path / "b", steps=1280, progress=False)
+    a, b = (load_checkpoint(latest_checkpoint(tmp_path / d))["modules"] for d in ("a", "b"))
+
+    def same(x, y, where):
+        if isinstance(x, dict):
+            for k in x:
+                same(x[k], y[k], f"{where}.{k}")
+        elif isinstance(x, (list, tuple)):
+            for i, (u, v) in enumerate(zip(x, y)):
+                same(u, v, f"{where}[{i}]")
+        elif isinstance(x, torch.Tensor):
+            assert torch.equal(x, y), where
+
+    for module in ("policy", "normalizer", "return_normalizer", "env"):
+        same(a[module], b[module], module)
