@@ -119,7 +119,8 @@ def test_sigkill_of_a_ray_driver_then_resume_continues(ray_address, tmp_path):
     at_kill = int(json.loads((latest_checkpoint(run) / "meta.json").read_text())["env_steps"])
     assert 0 < at_kill < 2560
     r = subprocess.run([sys.executable, "-m", "rlblocks", "resume", str(run), "--no-progress", "--ray-address",
-                        ray_address], cwd=tmp_path, env=_cli_env(), capture_output=True, text=True, timeout=300)
+                        ray_address], check=False, cwd=tmp_path, env=_cli_env(), capture_output=True, text=True,
+                       timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "finished at 2560 env steps" in r.stdout
     state = load_checkpoint(latest_checkpoint(run))["modules"]
@@ -189,7 +190,8 @@ def test_a_ray_run_stopped_mid_rollout_and_resumed_equals_an_uninterrupted_one(r
     from rlblocks.run import resume_run
 
     overrides = {**PPO_SMALL, "anneal_lr": "false"}
-    kwargs = dict(overrides=overrides, eval_every=0, checkpoint_every=0, progress=False, backend="ray", workers=2)
+    kwargs = {"overrides": overrides, "eval_every": 0, "checkpoint_every": 0, "progress": False, "backend": "ray",
+              "workers": 2}
     train("ppo", "Pendulum-v1", steps=1280, run_dir=str(tmp_path / "a"), **kwargs)
     train("ppo", "Pendulum-v1", steps=704, run_dir=str(tmp_path / "b"), **kwargs)  # 5.5 rollouts
     resume_run(tmp_path / "b", steps=1280, progress=False)
