@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-import ray  # noqa: F401 - a missing Ray fails this module here, loudly (never a silent skip)
+import ray  # a missing Ray fails this module here, loudly (never a silent skip)
 import torch
 
 from rlblocks.checkpoint import latest_checkpoint, load_checkpoint
