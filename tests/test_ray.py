@@ -25,7 +25,7 @@ import torch
 
 from rlblocks.checkpoint import latest_checkpoint, load_checkpoint
 from rlblocks.distributed.session import worker_env
-from rlblocks.errors import ConfigError
+from rlblocks.errors import ConfigError, RLBlocksError
 from rlblocks.run import evaluate_run, train
 
 PPO_SMALL = {"n_steps": "64", "n_minibatches": "4", "n_epochs": "2", "num_envs": "2"}
@@ -60,7 +60,9 @@ def test_backend_flags_are_checked_before_anything_is_made(tmp_path):
               overrides=PPO_SMALL)
     with pytest.raises(ConfigError, match="n_step=3 need each env.s steps in order"):
         train("sac", "Pendulum-v1", steps=100, run_dir=str(tmp_path / "c"), backend="ray", overrides={"n_step": "3"})
-    assert not tmp_path.joinpath("a").exists() and not tmp_path.joinpath("b").exists()
+    with pytest.raises(RLBlocksError, match="--ray-address 127.0.0.1:1: nothing answers there"):
+        train("ppo", "Pendulum-v1", steps=100, run_dir=str(tmp_path / "d"), backend="ray", ray_address="127.0.0.1:1")
+    assert not any(tmp_path.joinpath(d).exists() for d in "abcd")
 
 
 def test_ppo_rollout_workers_survive_a_worker_killed_by_pid(ray_address, tmp_path, one_thread):

@@ -391,9 +391,10 @@ def check_backend(spec: AlgoSpec, env_id: str, cfg: BaseConfig, backend: str, wo
     workers = 1 if workers is None else workers
     if workers < 1:
         raise ConfigError(f"--workers {workers} must be >= 1")
-    from rlblocks.distributed.session import require_ray
+    from rlblocks.distributed.session import check_address, require_ray
 
     require_ray()
+    check_address(ray_address)
     if isinstance(cfg, ReplayConfig):  # the asynchronous layout: each interactor steps num_envs envs
         env = make_env(env_id)
         goal = is_goal_space(env.observation_space)

@@ -222,9 +222,10 @@ def plan_sweep(algos: str | list[str], envs: str | list[str], seeds: str | list[
     if backend == "local" and ray_address is not None:
         raise ConfigError("--ray-address needs --backend ray (the default backend runs the sweep on this machine)")
     if backend == "ray":
-        from rlblocks.distributed.session import require_ray
+        from rlblocks.distributed.session import check_address, require_ray
 
         require_ray()
+        check_address(ray_address)
     if jobs is not None and int(jobs) < 1:
         raise ConfigError(f"--jobs {jobs} must be >= 1")
     if steps <= 0:

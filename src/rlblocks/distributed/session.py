@@ -36,6 +36,26 @@ def worker_env() -> dict[str, str]:
     return {"PYTHONPATH": path, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
+def check_address(address: str | None, timeout: float = 5.0) -> None:
+    """Raise :class:`RLBlocksError` unless ``host:port`` (``ray://`` allowed; ``auto`` and ``None``
+    pass) accepts a TCP connection within ``timeout`` seconds: Ray itself retries a wrong address
+    for minutes."""
+    if not address or address == "auto":
+        return
+    import socket
+
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise RLBlocksError(f"--ray-address {address} is not HOST:PORT (e.g. 10.0.0.5:6379, the address `ray start "
+                            "--head` prints)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise RLBlocksError(f"--ray-address {address}: nothing answers there ({e.strerror or e}); start a cluster with "
+                            "`ray start --head` on that machine, or drop --ray-address to start a local Ray") from None
+
+
 @contextlib.contextmanager
 def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator:
     """Yield the ``ray`` module with Ray running: joined at ``address`` (``ray start --head`` made
@@ -49,6 +69,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     if ray.is_initialized():
         yield ray
         return
+    check_address(address)
     runtime_env = {"env_vars": worker_env()}
     try:
         if address:
