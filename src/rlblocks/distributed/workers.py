@@ -33,12 +33,18 @@ def stack_tree(trees: Sequence):
     return torch.stack(list(trees))
 
 
-def cat_tree(trees: Sequence, dim: int):
-    """Trees of the same structure → one tree with the tensors concatenated along ``dim``."""
+#: Leaves whose env axis is one further in: an actor's ``state`` has the env dimension at dim 1
+#: (:class:`~rlblocks.module.Actor`), e.g. a recurrent policy's ``[K, N, H]`` hidden state in ``extras``.
+STATE_KEY = "state"
+
+
+def cat_tree(trees: Sequence, dim: int, _shift: int = 0):
+    """Trees of the same structure → one tree with the tensors concatenated along their env axis:
+    ``dim``, or ``dim + 1`` under a key ``"state"`` (:data:`STATE_KEY`)."""
     first = trees[0]
     if isinstance(first, dict):
-        return {k: cat_tree([t[k] for t in trees], dim) for k in first}
-    return torch.cat(list(trees), dim)
+        return {k: cat_tree([t[k] for t in trees], dim, int(k == STATE_KEY)) for k in first}
+    return torch.cat(list(trees), dim + _shift)
 
 
 def index_tree(tree, i: int):
