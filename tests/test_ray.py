@@ -212,3 +212,14 @@ def test_a_ray_run_stopped_mid_rollout_and_resumed_equals_an_uninterrupted_one(r
 
     for module in ("policy", "normalizer", "return_normalizer", "env"):
         same(a[module], b[module], module)
+
+
+def test_worker_batches_are_joined_along_each_leafs_env_axis():
+    from rlblocks.distributed.workers import cat_tree, index_tree, stack_tree
+
+    def worker(n):  # 3 steps of n envs; a recurrent actor's state [K=2, n, H=5] in extras
+        return stack_tree([{"obs": torch.zeros(n, 4), "extras": {"state": torch.zeros(2, n, 5)}} for _ in range(3)])
+
+    joined = cat_tree([worker(1), worker(3)], 1)
+    assert joined["obs"].shape == (3, 4, 4) and joined["extras"]["state"].shape == (3, 2, 4, 5)
+    assert index_tree(joined, 2)["extras"]["state"].shape == (2, 4, 5)
