@@ -10,7 +10,7 @@ worker's own stepping time (the overhead: serialisation, object store, schedulin
 the bytes of weights and normaliser statistics published (one ``ray.put`` per iteration) and the
 bytes of experience sent back.
 
-    python benchmarks/ray_throughput.py --env HalfCheetah-v5 --num-envs 2 --rollouts 3 --workers 1,2
+    python benchmarks/ray_throughput.py --env HalfCheetah-v5 --num-envs 2 --rollouts 3 --workers 1,2 --repeats 2
 """
 
 from __future__ import annotations
@@ -67,22 +67,31 @@ def main() -> None:
     p.add_argument("--num-envs", type=int, default=2, help="envs in total (split among the workers)")
     p.add_argument("--rollouts", type=int, default=3, help="timed rollouts (each 2048 × num-envs steps + an update)")
     p.add_argument("--workers", default="1,2")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="alternate the in-process run and the Ray runs this many times; ratios are the medians of "
+                        "the per-repeat ratios (a shared machine drifts between runs)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     torch.set_num_threads(1)
     from rlblocks.distributed.session import ray_session
 
+    counts = [int(x) for x in args.workers.split(",")]
     print(f"torch {torch.__version__}, 1 thread; PPO {args.env}, {args.num_envs} envs, {args.rollouts} timed rollouts "
-          f"of {2048 * args.num_envs} steps")
-    base = timed(args.env, args.num_envs, args.rollouts, args.seed, 0)
-    print(f"in-process            {base['steps_per_s']:8.0f} steps/s")
+          f"of {2048 * args.num_envs} steps, {args.repeats} repeats")
+    results: dict[int, list[dict]] = {w: [] for w in [0, *counts]}
     with tempfile.TemporaryDirectory(), ray_session():
-        for w in (int(x) for x in args.workers.split(",")):
-            r = timed(args.env, args.num_envs, args.rollouts, args.seed, w)
-            print(f"ray, {w} worker{'s' if w > 1 else ' '}        {r['steps_per_s']:8.0f} steps/s "
-                  f"({r['steps_per_s'] / base['steps_per_s']:.2f} x in-process); per iteration: collect "
-                  f"{r['collect_s']:.2f} s, overhead {r['overhead_ms']:.0f} ms, weights sent {r['sent_bytes']} B "
-                  f"(one ray.put), experience received {r['received_bytes']} B")
+        for _ in range(args.repeats):
+            for w in [0, *counts]:
+                results[w].append(timed(args.env, args.num_envs, args.rollouts, args.seed, w))
+    base = [r["steps_per_s"] for r in results[0]]
+    print(f"in-process            {statistics.median(base):8.0f} steps/s (runs: {', '.join(f'{b:.0f}' for b in base)})")
+    for w in counts:
+        rs = results[w]
+        ratio = statistics.median(r["steps_per_s"] / b for r, b in zip(rs, base))
+        med = lambda key: statistics.median(r[key] for r in rs)  # noqa: E731
+        print(f"ray, {w} worker{'s' if w > 1 else ' '}        {med('steps_per_s'):8.0f} steps/s ({ratio:.2f} x in-process); "
+              f"per iteration: collect {med('collect_s'):.2f} s, overhead {med('overhead_ms'):.0f} ms, weights sent "
+              f"{rs[-1]['sent_bytes']} B (one ray.put), experience received {rs[-1]['received_bytes']} B")
 
 
 if __name__ == "__main__":
