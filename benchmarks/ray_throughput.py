@@ -88,9 +88,9 @@ def main() -> None:
     for w in counts:
         rs = results[w]
         ratio = statistics.median(r["steps_per_s"] / b for r, b in zip(rs, base))
-        med = lambda key: statistics.median(r[key] for r in rs)
-        print(f"ray, {w} worker{'s' if w > 1 else ' '}        {med('steps_per_s'):8.0f} steps/s ({ratio:.2f} x in-process); "
-              f"per iteration: collect {med('collect_s'):.2f} s, overhead {med('overhead_ms'):.0f} ms, weights sent "
+        med = {key: statistics.median(r[key] for r in rs) for key in ("steps_per_s", "collect_s", "overhead_ms")}
+        print(f"ray, {w} worker{'s' if w > 1 else ' '}        {med['steps_per_s']:8.0f} steps/s ({ratio:.2f} x in-process); "
+              f"per iteration: collect {med['collect_s']:.2f} s, overhead {med['overhead_ms']:.0f} ms, weights sent "
               f"{rs[-1]['sent_bytes']} B (one ray.put), experience received {rs[-1]['received_bytes']} B")
 
 
