@@ -65,6 +65,13 @@ def test_backend_flags_are_checked_before_anything_is_made(tmp_path):
     assert not any(tmp_path.joinpath(d).exists() for d in "abcd")
 
 
+def test_more_workers_than_the_cluster_has_cpus_is_one_error_and_leaves_nothing(ray_address, tmp_path):
+    with pytest.raises(RLBlocksError, match="--workers 4 need 4 CPUs .one each. but the Ray cluster has 2"):
+        train("ppo", "Pendulum-v1", steps=256, run_dir=str(tmp_path / "run"), backend="ray", workers=4,
+              overrides={**PPO_SMALL, "num_envs": "4"})
+    assert not (tmp_path / "run").exists()
+
+
 def test_ppo_rollout_workers_survive_a_worker_killed_by_pid(ray_address, tmp_path, one_thread):
     """Two rollout workers (one env each) feed every step to the learner; worker 0's process is
     killed from outside mid-run: Ray restarts it, its rollout is collected again, the run completes."""

@@ -168,7 +168,8 @@ class WorkerPool(Module, Closeable):
         restart_timeout: seconds to wait for a dead worker to be back before giving up.
 
     Raises:
-        RLBlocksError: ``num_envs`` not divisible by ``workers``.
+        RLBlocksError: ``num_envs`` not divisible by ``workers``, or more CPUs asked for than the
+            Ray cluster has.
     """
 
     name = "env"
@@ -184,6 +185,10 @@ class WorkerPool(Module, Closeable):
                                 f"workers envs); pass --num-envs {workers * max(1, num_envs // workers)}")
         import ray
 
+        total = ray.cluster_resources().get("CPU", 0)
+        if workers * cpus > total:  # Ray would wait for CPUs that never come
+            raise RLBlocksError(f"--workers {workers} need {workers * cpus:g} CPUs (one each) but the Ray cluster has "
+                                f"{total:g}: lower --workers, or join a bigger cluster with --ray-address")
         self.ray = ray
         self.env_id, self.num_envs, self.seed, self.workers = env_id, num_envs, seed, workers
         self.per_worker = num_envs // workers
