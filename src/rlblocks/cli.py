@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: the cores other processes leave free when the run first starts, kept on resume)")
+    _backend_arguments(t)
     t.add_argument("--load", default=None, metavar="RUN_DIR",
                    help="start from another run's trained weights (policy, critic, normaliser; not optimizers, "
                         "replay or counters); same algo and observation/action shapes")
@@ -50,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto")
     r.add_argument("--no-progress", action="store_true")
     r.add_argument("--threads", type=int, default=None, help="torch threads (default: the count the run started with)")
+    r.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="a --backend ray run: join the Ray cluster at ADDR (default: start a local Ray)")
 
     e = sub.add_parser("eval", help="evaluate a run's latest checkpoint")
     e.add_argument("run_dir")
@@ -72,7 +75,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="JSON config file or shipped config name for every run (as `rlblocks train --config`)")
     w.add_argument("--seeds", default="0", help="0-7, 0,2,5 or 3 (default 0)")
     w.add_argument("--steps", type=int, default=100_000, help="total env steps per run (default 100000)")
-    w.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1)")
+    w.add_argument("--jobs", type=int, default=None,
+                   help="runs at a time (default 1; --backend ray: all, as many running as Ray has CPUs)")
     w.add_argument("--sweep-dir", default=None, help="default: sweeps/<algos>_<envs>_<hash of --set>")
     w.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="override config keys in every run")
@@ -81,6 +85,10 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--checkpoint-every", type=int, default=50_000, help="env steps between checkpoints (0: end only)")
     w.add_argument("--device", default="auto", help="auto, cpu or cuda (for every run)")
     w.add_argument("--no-progress", action="store_true", help="no progress bar over runs")
+    w.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local: runs are processes of this machine (default); ray: Ray tasks, one CPU each")
+    w.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="--backend ray: join the Ray cluster at ADDR (default: start a local Ray)")
 
     pl = sub.add_parser("plot", help="learning curves (mean ± standard error over seeds) and a summary table")
     pl.add_argument("sweep_dir", help="a directory made by `rlblocks sweep` (or any directory of runs)")
@@ -93,6 +101,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _backend_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local: everything in this process (default); ray: the distributed layout on Ray "
+                        "(rollout workers for PPO, asynchronous interactors and an evaluator actor off-policy)")
+    p.add_argument("--workers", type=int, default=None, help="--backend ray: rollout workers / interactors (default 1)")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="--backend ray: join the Ray cluster at ADDR (default: start a local Ray, shut down at the end)")
+
+
 def _sweep(args, argv: list[str] | None) -> int:
     from rlblocks import sweep
     from rlblocks.config import parse_overrides
@@ -100,7 +117,7 @@ def _sweep(args, argv: list[str] | None) -> int:
     plan = sweep.plan_sweep(args.algo, args.env, args.seeds, steps=args.steps, sweep_dir=args.sweep_dir,
                             overrides=parse_overrides(args.set), eval_every=args.eval_every,
                             checkpoint_every=args.checkpoint_every, jobs=args.jobs, device=args.device,
-                            config_file=args.config)
+                            config_file=args.config, backend=args.backend, ray_address=args.ray_address)
     command = ["rlblocks", *(sys.argv[1:] if argv is None else argv)]
     result = sweep.run_sweep(plan, progress=not args.no_progress, command=command)
     print(sweep.report(result, plan))
@@ -184,10 +201,10 @@ def main(argv: list[str] | None = None) -> int:
                       config_file=args.config, overrides=overrides, eval_every=args.eval_every,
                       checkpoint_every=args.checkpoint_every, device=args.device, resume=args.resume,
                       overwrite=args.overwrite, progress=not args.no_progress, load=args.load, threads=args.threads,
-                      preset=args.preset)
+                      preset=args.preset, backend=args.backend, workers=args.workers, ray_address=args.ray_address)
         elif args.command == "resume":
             run.resume_run(args.run_dir, args.steps, device=args.device, progress=not args.no_progress,
-                           threads=args.threads)
+                           threads=args.threads, ray_address=args.ray_address)
         elif args.command == "eval":
             if args.video:
                 os.environ.setdefault("MUJOCO_GL", "egl")

@@ -33,3 +33,8 @@ class Interrupted(KeyboardInterrupt):
     @property
     def exit_code(self) -> int:
         return 128 + self.signum
+
+
+class NonFiniteError(RLBlocksError):
+    """A loss (or a weight about to be checkpointed) became NaN or Inf: training stops with one line
+    naming it, and the latest checkpoint, saved before, keeps the last good weights."""

@@ -28,11 +28,13 @@ from rlblocks.algos.value_expansion import target_modules
 from rlblocks.buffers import ReplayBuffer
 from rlblocks.buffers.her import parse_strategy
 from rlblocks.components import Checkpointer, EnvRunner, Evaluator, Logger, ObsNormalizer, Replay, Threads
+from rlblocks.components.events import EventLog
 from rlblocks.components.goal_normalizer import GoalNormalizer
 from rlblocks.components.her_replay import HindsightReplay
 from rlblocks.config import BaseConfig
 from rlblocks.envs.goal import goal_shapes, network_obs_dim
 from rlblocks.errors import ConfigError, RLBlocksError
+from rlblocks.module import Module
 
 
 @dataclass
@@ -49,6 +51,13 @@ class RunOptions:
     training: bool = True
     #: torch threads: ``None`` adapts to the cores other processes leave free (``components/threads.py``)
     threads: int | None = None
+    #: builds the ``env`` module, ``env_runner(env_id, num_envs, seed, vector_mode, allow_goal)``;
+    #: ``None``: an in-process :class:`EnvRunner`. The Ray layouts (``rlblocks.distributed``) swap in
+    #: their workers here.
+    env_runner: Callable[..., Module] | None = None
+    #: builds the ``evaluator`` module, ``evaluator(run_dir, env_id, every, episodes, seed)``;
+    #: ``None``: the in-process :class:`Evaluator` (the async Ray layout swaps in an evaluator actor).
+    evaluator: Callable[..., Module] | None = None
 
 
 @dataclass
@@ -109,7 +118,7 @@ def _replay(env: EnvRunner, cfg: ReplayConfig, act_dim: int, device: torch.devic
 
 def _off_policy_modules(algo_cls, policy_kind: str):
     def build(env_id: str, cfg: OffPolicyConfig, seed: int, device: torch.device, opts: RunOptions) -> list:
-        env = EnvRunner(env_id, cfg.num_envs, seed, cfg.vector_mode, allow_goal=True)
+        env = _env_runner(opts, env_id, cfg, seed, allow_goal=True)
         obs_dim, act_dim = network_obs_dim(env.obs_space), int(env.action_space.shape[0])
         if policy_kind == "gaussian":
             policy = GaussianPolicy(obs_dim, act_dim, cfg, device)
@@ -128,8 +137,16 @@ def _off_policy_modules(algo_cls, policy_kind: str):
     return build
 
 
+def _env_runner(opts: RunOptions, env_id: str, cfg: BaseConfig, seed: int, allow_goal: bool = False) -> Module:
+    """The ``env`` module: ``opts.env_runner``'s (a Ray layout's workers) or an in-process :class:`EnvRunner`."""
+    make = opts.env_runner if opts.env_runner is not None else EnvRunner
+    return make(env_id, cfg.num_envs, seed, cfg.vector_mode, allow_goal=allow_goal)
+
+
 def _service_modules(env_id: str, cfg: BaseConfig, seed: int, opts: RunOptions) -> list:
-    modules = [Evaluator(opts.run_dir, env_id, opts.eval_every, cfg.eval_episodes, seed + 10_000),
+    evaluator = opts.evaluator if opts.evaluator is not None else Evaluator
+    modules = [EventLog(opts.run_dir),
+               evaluator(opts.run_dir, env_id, opts.eval_every, cfg.eval_episodes, seed + 10_000),
                Logger(opts.run_dir, cfg.log_every, opts.total_steps, opts.progress, opts.tensorboard)]
     if opts.run_dir is not None:
         modules.append(Checkpointer(opts.run_dir, opts.checkpoint_every, opts.total_steps))
@@ -180,7 +197,7 @@ ALGOS: dict[str, AlgoSpec] = {
 
 
 def _dqn_modules(env_id: str, cfg: DQNConfig, seed: int, device: torch.device, opts: RunOptions) -> list:
-    env = EnvRunner(env_id, cfg.num_envs, seed, cfg.vector_mode, allow_goal=True)
+    env = _env_runner(opts, env_id, cfg, seed, allow_goal=True)
     obs_dim, n_actions = network_obs_dim(env.obs_space), int(env.action_space.n)
     critic = QCritic(obs_dim, n_actions, cfg, device)
     modules = [env, _normalizer(env, cfg, device), critic, EpsilonGreedyPolicy(n_actions, cfg, device)]
@@ -208,7 +225,7 @@ ALGOS["dqn"] = AlgoSpec("dqn", DQNConfig, _dqn_modules, "discrete",
 
 def _on_policy_modules(learner_modules):
     def build(env_id: str, cfg: PPOConfig, seed: int, device: torch.device, opts: RunOptions) -> list:
-        env = EnvRunner(env_id, cfg.num_envs, seed, cfg.vector_mode)
+        env = _env_runner(opts, env_id, cfg, seed)
         return [env, *learner_modules(env, cfg, device, opts.total_steps)] + _service_modules(env_id, cfg, seed, opts)
 
     return build
@@ -254,6 +271,16 @@ def check_action_space(spec: AlgoSpec, env_id: str, space: gym.Space) -> None:
         raise RLBlocksError(f"{spec.name} needs a continuous (Box) action space but {env_id} has {space}; {alt}")
     if spec.action_space == "discrete" and not isinstance(space, gym.spaces.Discrete):
         raise RLBlocksError(f"{spec.name} needs a Discrete action space but {env_id} has {space}")
+
+
+def acting_agent(algo: str, env_id: str, config: dict, total_steps: int, num_envs: int, seed: int) -> Agent:
+    """An agent that only acts (env runner, normaliser, policy; no run directory) with ``num_envs``
+    in-process envs seeded from ``seed``: what a Ray worker or evaluator actor builds from the run's
+    resolved ``config`` (a dict, as in ``config.json``). Module-level, so Ray ships it by reference."""
+    spec = get_algo(algo)
+    cfg = spec.config_cls().updated({**config, "num_envs": num_envs, "vector_mode": "sync"}, "the worker's config")
+    opts = RunOptions(None, total_steps, 0, 0, False, tensorboard=False, training=False)
+    return build_agent(spec, env_id, cfg, seed, torch.device("cpu"), opts)
 
 
 def build_agent(spec: AlgoSpec, env_id: str, cfg: BaseConfig, seed: int, device: torch.device,

@@ -16,6 +16,7 @@ Guarantees (tested in ``tests/test_run_integrity.py``):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
@@ -155,11 +156,16 @@ def train(algo: str | None, env_id: str | None, *, steps: int, seed: int = 0, ru
           config_file: str | None = None, overrides: dict[str, Any] | None = None,
           eval_every: int | None = None, checkpoint_every: int = 50_000, device: str = "auto",
           resume: bool = False, overwrite: bool = False, progress: bool = True, load: str | None = None,
-          threads: int | None = None, preset: str | None = None) -> Path:
+          threads: int | None = None, preset: str | None = None, backend: str = "local", workers: int | None = None,
+          ray_address: str | None = None) -> Path:
     """Train ``algo`` on ``env_id`` until ``steps`` env steps; returns the run directory.
 
     ``config_file`` is a JSON file or a shipped config name (``steve/hopper/steve.json``); when it
     names ``algo``/``env``, ``algo``/``env_id`` may be ``None`` (given, they must agree with it).
+    ``backend="ray"`` runs the distributed layout of the algorithm on Ray (:mod:`rlblocks.distributed`;
+    ``workers`` actors, default 1): PPO's rollout workers, or the off-policy algorithms' asynchronous
+    interactors and evaluator actor; ``ray_address`` joins a running cluster, else a local Ray is
+    started and shut down at the end. The backend is recorded, so ``resume`` uses it again.
 
     ``preset`` names a hyperparameter preset (:data:`rlblocks.registry.NAMED_PRESETS`).
     ``eval_every`` ``None`` takes the algorithm's default (:attr:`AlgoSpec.eval_every`); ``threads``
@@ -192,6 +198,7 @@ def train(algo: str | None, env_id: str | None, *, steps: int, seed: int = 0, ru
     check_threads(threads)
     dev = resolve_device(device)
     check_env_fits(spec, env_id, cfg)
+    workers = check_backend(spec, env_id, cfg, backend, workers, ray_address)
     path = Path(run_dir) if run_dir else default_run_dir(algo, env_id, cfg, seed)
     source = None
     if load is not None:
@@ -207,7 +214,17 @@ def train(algo: str | None, env_id: str | None, *, steps: int, seed: int = 0, ru
         record["options"]["loaded_from"] = str(source.checkpoint)
     if config_path is not None:  # provenance only: the resolved values above are what the run uses
         record["options"]["config_file"] = str(config_file)
+    if backend == "ray":  # recorded only for Ray runs: in-process records stay as they were
+        record["options"].update({"backend": backend, "workers": workers})
+    with backend_session(backend, ray_address):
+        return _train_in_session(path, record, spec, env_id, cfg, seed, dev, steps, eval_every, checkpoint_every,
+                                 progress, threads, device, resume, overwrite, source)
 
+
+def _train_in_session(path: Path, record: dict[str, Any], spec: AlgoSpec, env_id: str, cfg: BaseConfig, seed: int,
+                      dev: torch.device, steps: int, eval_every: int, checkpoint_every: int, progress: bool,
+                      threads: int | None, device: str, resume: bool, overwrite: bool, source) -> Path:
+    """:func:`train` once the input is checked and the backend runs: make or reopen the run, build, train."""
     new_root = _first_missing(path)  # the top directory this call creates, removed again on failure
     if path.exists() and not path.is_dir():
         raise RLBlocksError(f"--run-dir {path} is a file; pass a directory")
@@ -222,7 +239,8 @@ def train(algo: str | None, env_id: str | None, *, steps: int, seed: int = 0, ru
                 raise RLBlocksError(f"{path} already holds a run; add --resume to continue it or --overwrite to "
                                     "replace it")
             clear_run(path)
-        opts = RunOptions(path, steps, eval_every, checkpoint_every, progress, threads=threads)
+        opts = RunOptions(path, steps, eval_every, checkpoint_every, progress, threads=threads,
+                          **layout_options(record, steps))
         agent = None
         try:
             atomic_write_text(path / "config.json", json.dumps(record, indent=2))
@@ -258,6 +276,9 @@ def _check_same_run(path: Path, record: dict[str, Any], spec: AlgoSpec) -> None:
     saved = read_record(path)
     diffs = [f"{key} ({saved[key]} in the run, {record[key]} asked)"
              for key in ("algo", "env_id", "seed") if saved[key] != record[key]]
+    backends = [r.get("options", {}).get("backend", "local") for r in (saved, record)]
+    if backends[0] != backends[1]:
+        diffs.append(f"backend ({backends[0]} in the run, {backends[1]} asked)")
     if saved["algo"] == record["algo"]:
         try:
             theirs = spec.config_cls().updated(saved["config"], f"{path}/config.json").to_dict()
@@ -283,7 +304,8 @@ def _agent_from_record(run_dir: Path, record: dict[str, Any], *, for_training: b
     options = record["options"]
     if for_training:
         check_env_fits(spec, record["env_id"], cfg)  # the memory check, before the buffer is allocated
-        opts = RunOptions(run_dir, total, options["eval_every"], options["checkpoint_every"], progress, threads=threads)
+        opts = RunOptions(run_dir, total, options["eval_every"], options["checkpoint_every"], progress, threads=threads,
+                          **layout_options(record, total))
     else:  # acting only: no run directory outputs, no replay buffer
         opts = RunOptions(None, total, 0, 0, False, tensorboard=False, training=False)
     return _build(spec, record["env_id"], cfg, record["seed"], resolve_device(device), opts)
@@ -306,6 +328,8 @@ def load_run_agent(run_dir: Path, *, for_training: bool, steps: int | None = Non
     total = steps if steps is not None else record["options"]["steps"]
     agent = _agent_from_record(run_dir, record, for_training=for_training, total=total, device=device,
                                progress=progress, threads=threads)
+    if not for_training and record["options"].get("backend") == "ray":  # its env state is the workers': not
+        state["modules"].pop("env", None)  # an acting agent's (evaluation makes its own envs)
     try:
         restore_agent(agent, ckpt, with_buffers=for_training, state=state)
     except BaseException:
@@ -315,9 +339,10 @@ def load_run_agent(run_dir: Path, *, for_training: bool, steps: int | None = Non
 
 
 def resume_run(run_dir: str | Path, steps: int | None = None, device: str = "auto", progress: bool = True,
-               threads: int | None = None) -> Path:
+               threads: int | None = None, ray_address: str | None = None) -> Path:
     """Continue a run from its latest checkpoint (from step 0 if it has none yet) until ``steps``
-    total env steps (default: the total it was started with).
+    total env steps (default: the total it was started with). A ``--backend ray`` run continues on
+    Ray with its workers (``ray_address`` joins a cluster, else a local Ray is started).
 
     Raises:
         RLBlocksError: as :func:`load_run_agent`, or the run is in use by another process.
@@ -327,8 +352,11 @@ def resume_run(run_dir: str | Path, steps: int | None = None, device: str = "aut
     if steps is not None and steps <= 0:
         raise ConfigError(f"--steps {steps} must be positive")
     check_threads(threads)
-    read_record(run_dir)  # not a run: say so before touching the directory
-    with RunLock(run_dir):
+    record = read_record(run_dir)  # not a run: say so before touching the directory
+    backend = record["options"].get("backend", "local")
+    if ray_address is not None and backend != "ray":
+        raise ConfigError(f"--ray-address: {run_dir} runs in-process (it was not started with --backend ray)")
+    with backend_session(backend, ray_address), RunLock(run_dir):
         remove_orphans(run_dir)
         return _resume_locked(run_dir, steps, device, progress, threads)
 
@@ -357,6 +385,74 @@ def _resume_locked(run_dir: Path, steps: int | None, device: str, progress: bool
             raise
     _loop(agent, total)
     return run_dir
+
+
+BACKENDS = ("local", "ray")
+
+
+def check_backend(spec: AlgoSpec, env_id: str, cfg: BaseConfig, backend: str, workers: int | None,
+                  ray_address: str | None) -> int:
+    """Check the backend options before anything is made; returns the worker count (1 by default).
+
+    Raises:
+        ConfigError: an unknown backend, ``--workers``/``--ray-address`` without ``--backend ray``, a
+            worker count below 1 or one that does not divide ``num_envs`` (rollout workers), or
+            off-policy settings the asynchronous layout does not support (n-step, HER).
+        RLBlocksError: Ray is not installed.
+    """
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    if backend == "local":
+        if workers is not None or ray_address is not None:
+            flag = "--workers" if workers is not None else "--ray-address"
+            raise ConfigError(f"{flag} needs --backend ray (the default backend runs in this process)")
+        return 1
+    workers = 1 if workers is None else workers
+    if workers < 1:
+        raise ConfigError(f"--workers {workers} must be >= 1")
+    from rlblocks.distributed.session import check_address, require_ray
+
+    require_ray()
+    check_address(ray_address)
+    if isinstance(cfg, ReplayConfig):  # the asynchronous layout: each interactor steps num_envs envs
+        env = make_env(env_id)
+        goal = is_goal_space(env.observation_space)
+        env.close()
+        if cfg.n_step != 1 or goal:
+            what = "goal envs (HER)" if goal else f"n_step={cfg.n_step}"
+            raise ConfigError(f"--backend ray's asynchronous layout interleaves the interactors' steps in the replay, "
+                              f"but {what} need each env's steps in order: use n_step=1 and a non-goal env, or the "
+                              "default backend")
+    elif cfg.num_envs % workers:
+        raise ConfigError(f"--workers {workers} must divide num_envs={cfg.num_envs} (each rollout worker steps "
+                          f"num_envs / workers envs): pass --num-envs {workers * max(1, cfg.num_envs // workers)}")
+    return workers
+
+
+def backend_session(backend: str, ray_address: str | None = None):
+    """A context in which the backend runs: a Ray session for ``"ray"`` (see
+    :func:`rlblocks.distributed.session.ray_session`), nothing for ``"local"``."""
+    if backend != "ray":
+        return contextlib.nullcontext()
+    from rlblocks.distributed.session import ray_session
+
+    return ray_session(ray_address)
+
+
+def layout_options(record: dict[str, Any], total_steps: int) -> dict[str, Any]:
+    """The :class:`RunOptions` fields of a run's backend (none for an in-process run): the Ray
+    layout's ``env`` module (rollout workers or interactors) and, off-policy, its evaluator actor."""
+    options = record["options"]
+    if options.get("backend", "local") != "ray":
+        return {}
+    from functools import partial
+
+    from rlblocks.distributed.layouts import ray_layout
+    from rlblocks.registry import acting_agent
+
+    make_agent = partial(acting_agent, record["algo"], record["env_id"], record["config"], total_steps)
+    off_policy = isinstance(get_algo(record["algo"]).config_cls(), ReplayConfig)
+    return ray_layout(make_agent, record["config"], int(options["workers"]), off_policy)
 
 
 def _close(agent) -> None:

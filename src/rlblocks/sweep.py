@@ -129,6 +129,9 @@ class SweepPlan:
     device: str = "auto"
     jobs: int = 1
     config_file: Path | None = None  # --config, resolved to a file (local or shipped), passed to every run
+    #: ``local``: runs are processes of this machine; ``ray``: Ray tasks (``rlblocks.distributed.sweep``)
+    backend: str = "local"
+    ray_address: str | None = None
     resolved_overrides: dict[str, Any] = field(default_factory=dict)  # typed values, compared on re-runs
     runs: list[SweepRun] = field(default_factory=list)
 
@@ -192,8 +195,9 @@ def _classify(run: SweepRun, steps: int) -> None:
 
 def plan_sweep(algos: str | list[str] | None, envs: str | list[str] | None, seeds: str | list[int], *,
                steps: int = 100_000, sweep_dir: str | Path | None = None, overrides: dict[str, str] | None = None,
-               eval_every: int | None = None, checkpoint_every: int = 50_000, jobs: int = 1,
-               device: str = "auto", config_file: str | None = None) -> SweepPlan:
+               eval_every: int | None = None, checkpoint_every: int = 50_000, jobs: int | None = None,
+               device: str = "auto", config_file: str | None = None, backend: str = "local",
+               ray_address: str | None = None) -> SweepPlan:
     """Validate a sweep and decide, per run, whether to train, resume or skip it.
 
     Nothing is written. ``algos``/``envs`` are lists or comma-separated strings; ``seeds`` a list
@@ -201,6 +205,8 @@ def plan_sweep(algos: str | list[str] | None, envs: str | list[str] | None, seed
     ``config_file`` a JSON file or shipped config name given to every run (``--config``): when it
     names ``algo``/``env``, ``algos``/``envs`` may be ``None`` (given, they must agree with it).
     The config's values count as settings of the sweep (its directory's hash, the re-run check).
+    ``jobs``: runs at a time (default 1; with ``backend="ray"`` every run is submitted and Ray runs
+    as many as the cluster's CPUs allow, one CPU each, unless ``jobs`` caps them).
 
     Raises:
         RLBlocksError: an unknown algorithm or env id, a bad seed spec, ``jobs < 1``, a
@@ -220,7 +226,16 @@ def plan_sweep(algos: str | list[str] | None, envs: str | list[str] | None, seed
     seed_list = parse_seeds(seeds) if isinstance(seeds, str) else list(dict.fromkeys(int(s) for s in seeds))
     if not algo_list or not env_list or not seed_list:
         raise ConfigError("a sweep needs at least one algorithm, one env and one seed")
-    if int(jobs) < 1:
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"--backend {backend!r} is not one of local, ray")
+    if backend == "local" and ray_address is not None:
+        raise ConfigError("--ray-address needs --backend ray (the default backend runs the sweep on this machine)")
+    if backend == "ray":
+        from rlblocks.distributed.session import check_address, require_ray
+
+        require_ray()
+        check_address(ray_address)
+    if jobs is not None and int(jobs) < 1:
         raise ConfigError(f"--jobs {jobs} must be >= 1")
     if steps <= 0:
         raise ConfigError(f"--steps {steps} must be positive")
@@ -257,8 +272,10 @@ def plan_sweep(algos: str | list[str] | None, envs: str | list[str] | None, seed
         was = (f"--config {config} " if config else "") + f"--set {was}"
         raise RLBlocksError(f"{root} was made with {was}; repeat those values to continue it or pass "
                             "another --sweep-dir")
+    n_runs = len(algo_list) * len(env_list) * len(seed_list)
+    jobs = int(jobs) if jobs is not None else (n_runs if backend == "ray" else 1)
     plan = SweepPlan(root, algo_list, env_list, seed_list, int(steps), eval_every, int(checkpoint_every),
-                     overrides, device, int(jobs), config_path, resolved)
+                     overrides, device, jobs, config_path, backend, ray_address, resolved)
     # Seed-major order: a sweep stopped early has the same seeds for every algorithm and env.
     for seed in seed_list:
         for env_id in env_list:
@@ -402,9 +419,9 @@ def run_sweep(plan: SweepPlan, progress: bool = True, command: list[str] | None 
     runs, and keeps ``sweep.json`` up to date after each run. The first Ctrl-C (or SIGTERM) asks
     every running process to checkpoint and stop (the same as Ctrl-C on ``rlblocks train``) and
     waits for them; a second one kills them. Repeating the sweep command continues it.
+    ``plan.backend == "ray"`` runs them as Ray tasks (:mod:`rlblocks.distributed.sweep`) in a local
+    Ray or the cluster at ``plan.ray_address``.
     """
-    from tqdm import tqdm
-
     plan.root.mkdir(parents=True, exist_ok=True)
     result = SweepResult(skipped=[r for r in plan.runs if r.action == "done"])
     status: dict[Path, dict] = {r.run_dir: {"status": "done", "env_steps": r.steps_done} for r in result.skipped}
@@ -419,9 +436,37 @@ def run_sweep(plan: SweepPlan, progress: bool = True, command: list[str] | None 
     if not todo:
         return result
 
-    env = _child_env(plan.jobs)
+    if plan.backend == "ray":
+        from rlblocks.distributed.session import ray_session
+
+        with ray_session(plan.ray_address):
+            return _run_all(plan, todo, result, status, progress, command, poll_s)
+    return _run_all(plan, todo, result, status, progress, command, poll_s)
+
+
+def _launcher(plan: SweepPlan):
+    """``launch(cmd, log file) -> process``: a local subprocess, or a Ray task (:class:`rlblocks.distributed.sweep.RayRun`)."""
+    if plan.backend != "ray":
+        env = _child_env(plan.jobs)
+        return lambda cmd, fh: subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                                env=env, start_new_session=True)  # our Ctrl-C handler decides
+    from rlblocks.distributed.session import worker_env
+    from rlblocks.distributed.sweep import RayRun, gpus_per_run
+
+    gpus, cwd = gpus_per_run(plan.device), os.getcwd()
+    env = {**worker_env(), "PYTHONUNBUFFERED": "1"}  # one torch thread per run: it holds one CPU
+    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[key] = os.environ.get(key, env[key])
+    return lambda cmd, fh: RayRun(cmd, fh.name, env, cwd, cpus=1.0, gpus=gpus)
+
+
+def _run_all(plan: SweepPlan, todo: list[SweepRun], result: SweepResult, status: dict[Path, dict], progress: bool,
+             command: list[str] | None, poll_s: float) -> SweepResult:
+    from tqdm import tqdm
+
+    launch = _launcher(plan)
     pending = list(todo)
-    active: dict[subprocess.Popen, tuple[SweepRun, Any, float]] = {}
+    active: dict[Any, tuple[SweepRun, Any, float]] = {}  # subprocess.Popen or RayRun
     bar = tqdm(total=len(todo), unit="run", disable=not progress, dynamic_ncols=True, file=sys.stderr)
     done_count = 0
 
@@ -431,12 +476,11 @@ def run_sweep(plan: SweepPlan, progress: bool = True, command: list[str] | None 
         fh = open(run.log, "a")  # noqa: SIM115 -- open while the process runs, closed in finish()
         fh.write(f"=== {_dt.datetime.now().isoformat(timespec='seconds')} {' '.join(cmd)}\n")
         fh.flush()
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                start_new_session=True)  # our Ctrl-C handler decides what the runs get
+        proc = launch(cmd, fh)
         active[proc] = (run, fh, time.time())
         status[run.run_dir] = {"status": "running"}
 
-    def finish(proc: subprocess.Popen) -> None:
+    def finish(proc) -> None:
         nonlocal done_count
         run, fh, t0 = active.pop(proc)
         fh.close()

@@ -17,6 +17,7 @@ from rlblocks.algos.replay_config import ReplayConfig
 from rlblocks.config import param
 from rlblocks.envs.goal import obs_batch_size, obs_to
 from rlblocks.explore import make_noise
+from rlblocks.finite import check_finite
 from rlblocks.metrics import MetricSums
 from rlblocks.module import MetricsSource, Module
 from rlblocks.nets import DeterministicActor, QEnsemble, SquashedGaussianActor, target_copy
@@ -193,7 +194,9 @@ class OffPolicyAlgorithm(Module, MetricsSource):
     After ``learning_starts`` env steps, every ``train_freq`` vector steps, runs
     ``gradient_steps`` calls of :meth:`update` on minibatches whose observations are already
     normalised. Subclasses set ``metric_names`` and return that many scalar tensors from
-    ``update``; they are summed on device and read (one sync) only when the logger asks.
+    ``update``; they are summed on device and read only when the logger asks, except for one
+    finiteness check per update (:func:`~rlblocks.finite.check_finite`): a NaN or Inf loss stops
+    the run with :class:`~rlblocks.errors.NonFiniteError` naming it.
     """
 
     name = "algo"
@@ -217,6 +220,9 @@ class OffPolicyAlgorithm(Module, MetricsSource):
                 b = b._replace(obs=norm(b.obs), next_obs=norm(b.next_obs))
             self.metrics.add(self.update(b))
             self.updates += 1
+            # NaN/Inf persists in the sums: one check per update names the loss and stops before any save
+            check_finite(self.metric_names, self.metrics.sums,
+                         f"at update {self.updates} (env step {agent.env_steps})")
 
     def update(self, batch) -> tuple[torch.Tensor, ...]:
         raise NotImplementedError

@@ -38,6 +38,7 @@ from rlblocks.algos.ppo_loss import clipped_ppo_loss
 from rlblocks.buffers.rollout import RolloutBuffer
 from rlblocks.config import BaseConfig, param
 from rlblocks.errors import ConfigError
+from rlblocks.finite import check_finite
 from rlblocks.metrics import MetricSums
 from rlblocks.module import Actor, ArrayCheckpoint, MetricsSource, Module
 from rlblocks.nets.activations import relu_layer, tanh_layer
@@ -276,6 +277,9 @@ class PPO(Module, MetricsSource):
     Auxiliary-loss modules (:class:`~rlblocks.algos.auxiliary.AuxiliaryLoss`) join the optimiser;
     each gets ``prepare(rollout)`` once per rollout and adds ``loss(...)`` to every minibatch's loss.
 
+    A NaN or Inf policy, value or entropy loss stops the run after the round, before any checkpoint,
+    with :class:`~rlblocks.errors.NonFiniteError` naming it (:func:`~rlblocks.finite.check_finite`).
+
     Metrics (means since the logger's last row): the losses of Eq. 9, entropy, approximate KL
     ``½ E[(log pi_old - log pi)^2]``, the fraction of clipped ratios, explained variance of the
     rollout's values and the learning rate.
@@ -365,6 +369,8 @@ class PPO(Module, MetricsSource):
                 k += 1
         self.updates += n
         self.rollouts += 1
+        check_finite(("policy_loss", "value_loss", "entropy"), losses.sum(0),
+                     f"in update round {self.rollouts} (env step {self.agent.env_steps})")
         with torch.no_grad():
             approx_kl = 0.5 * log_ratios.square().mean()
             clip_fraction = ((log_ratios.exp() - 1.0).abs() > clip).float().mean()

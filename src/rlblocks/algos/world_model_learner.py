@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from rlblocks.algos.off_policy import update_due
+from rlblocks.finite import check_finite
 from rlblocks.metrics import MetricSums
 from rlblocks.models import WorldModel
 from rlblocks.module import MetricsSource, Module
@@ -44,6 +45,8 @@ class WorldModelLearner(Module, MetricsSource):
             n += cfg.wm_pretrain_updates
         for _ in range(n):
             self.train_step()
+        check_finite(self.metric_names, self.metrics.sums, f"at world-model update {self.updates} "
+                     f"(env step {agent.env_steps})")
 
     def sample(self, rows: int):
         """``rows`` uniform one-step transitions ``(obs, action, reward, next_obs, terminated)``, flat."""

@@ -8,8 +8,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from rlblocks.components.events import log_event
 from rlblocks.envs import make_vec_env
 from rlblocks.envs.goal import GOAL_KEYS, is_goal_space, obs_to_tensor
+from rlblocks.envs.recover import ERROR_KEY
 from rlblocks.errors import CheckpointError, RLBlocksError
 from rlblocks.module import Actor, Closeable, Module, as_actor
 
@@ -28,6 +30,11 @@ class EnvRunner(Module, Closeable):
     resets it where an episode ends: with ``SAME_STEP`` autoreset the observation returned at that
     step is the first of the next episode, so the next ``act`` starts it from the initial state.
     The states are part of :meth:`state_dict`, so a resumed run continues mid-episode exactly.
+
+    An env that raises in ``step`` is rebuilt (:class:`~rlblocks.envs.recover.RebuildOnError`): that
+    step becomes a truncation at the last good observation with reward 0, the episode is dropped
+    from ``finished`` (its return is not reported) and the event goes to ``events.log``
+    (:class:`~rlblocks.components.events.EventLog`); ``env_errors`` counts such steps.
 
     Box actions are mapped affinely from [-1, 1] to the env's ``[low, high]``; Discrete actions
     (integer tensors ``[num_envs]``) pass as they are.
@@ -58,7 +65,7 @@ class EnvRunner(Module, Closeable):
         self.env_id, self.num_envs, self.seed, self.mode = env_id, num_envs, seed, mode
         # a goal env's is_success is kept (a key the env lacks costs one dict lookup per step)
         keys = (*info_keys, "is_success") if allow_goal else info_keys
-        self.vec = make_vec_env(env_id, num_envs, mode, info_keys=keys, copy=False)
+        self.vec = make_vec_env(env_id, num_envs, mode, info_keys=keys, copy=False, recover=True)
         self.obs_space = self.vec.single_observation_space
         self.action_space = self.vec.single_action_space
         #: dict observations of a goal env (``allow_goal``): per-key tensors, success reported
@@ -71,14 +78,25 @@ class EnvRunner(Module, Closeable):
             low, high = self.action_space.low, self.action_space.high
             self._scale, self._offset = (high - low) / 2.0, (high + low) / 2.0
             self._rescale = not (np.all(self._scale == 1.0) and np.all(self._offset == 0.0))
-        obs, _ = self.vec.reset(seed=seed)
-        self.obs = obs_to_tensor(obs)  # a copy: the vector env reuses its array
-        self.episode_return = np.zeros(num_envs)
-        self.episode_length = np.zeros(num_envs, dtype=np.int64)
+        self.actor: Actor | None = None  # set in setup()
+        self.restart(seed)
+        self.env_errors = 0  # steps where an env raised and was rebuilt (this session)
+        #: ``(env index, message)`` of the env failures of the latest step (read by Ray workers)
+        self.last_errors: list[tuple[int, str]] = []
 
     def setup(self) -> None:
         self.actor: Actor = as_actor(self.agent.policy)
         self.state = self.actor.initial_state(self.num_envs)
+
+    def restart(self, seed: int) -> None:
+        """Start new episodes in every env, env ``i`` reset with ``seed + i``; episode sums and actor
+        states start again."""
+        obs, _ = self.vec.reset(seed=seed)
+        self.obs = obs_to_tensor(obs)  # a copy: the vector env reuses its array
+        self.episode_return = np.zeros(self.num_envs)
+        self.episode_length = np.zeros(self.num_envs, dtype=np.int64)
+        if self.actor is not None:  # set up already
+            self.state = self.actor.initial_state(self.num_envs)
 
     def to_env_action(self, action: torch.Tensor) -> np.ndarray:
         a = action.numpy()
@@ -96,18 +114,34 @@ class EnvRunner(Module, Closeable):
             self.obs = next_obs = torch.from_numpy(np.array(next_obs_np, dtype=np.float32))
         done = terminated | truncated
         finished = []
+        self.last_errors = []
         self.episode_return += reward
         self.episode_length += 1
         if done.any():
             next_obs = self._final_obs(done, info["final_obs"])
             success = info.get("final_info", {}).get("is_success") if self.goal else None
             finished = self._end_episodes(done, success)
+            final_info = info.get("final_info", {})
+            if ERROR_KEY in final_info:  # an env raised and was rebuilt: drop its cut episode, log the event
+                finished = self._drop_failed(finished, final_info)
             # SAME_STEP autoreset: self.obs is already the next episode's first observation
             self.state = self.actor.reset_state(self.state, torch.from_numpy(done))
         exp = {"obs": obs, "action": action, "reward": torch.from_numpy(reward.astype(np.float32)),
                "next_obs": next_obs, "terminated": torch.from_numpy(terminated),
                "truncated": torch.from_numpy(truncated), "extras": extras}
         return exp, finished
+
+    def _drop_failed(self, finished: list[dict], info: dict) -> list[dict]:
+        """``finished`` without the episodes of envs that raised on this step (``info``: the step's
+        ``final_info``); logs each failure."""
+        failed = {int(i) for i in np.flatnonzero(info[f"_{ERROR_KEY}"])}
+        self.last_errors = [(i, str(info[ERROR_KEY][i])) for i in sorted(failed)]
+        self.env_errors += len(failed)
+        lengths = {ep["env"]: ep["length"] for ep in finished}
+        for i, text in self.last_errors:
+            log_event(self.agent, f"env {i} of {self.env_id} raised ({text}); rebuilt it and dropped its episode "
+                                  f"({lengths.get(i, 0)} steps)")
+        return [ep for ep in finished if ep["env"] not in failed]
 
     def _final_obs(self, done: np.ndarray, final_obs) -> torch.Tensor | dict[str, torch.Tensor]:
         """The step's next observations with the true last observation where an episode ended."""

@@ -11,6 +11,7 @@ import warnings
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
+from rlblocks.envs.recover import RebuildOnError
 from rlblocks.envs.snapshot import Snapshot
 from rlblocks.errors import RLBlocksError
 
@@ -114,7 +115,7 @@ class KeepInfoKeys(gym.Wrapper):
 
 def make_vec_env(env_id: str, num_envs: int, mode: str = "sync", render_mode: str | None = None,
                  info_keys: tuple[str, ...] | None = None, copy: bool = True,
-                 autoreset_mode: AutoresetMode = AutoresetMode.SAME_STEP) -> gym.vector.VectorEnv:
+                 autoreset_mode: AutoresetMode = AutoresetMode.SAME_STEP, recover: bool = False) -> gym.vector.VectorEnv:
     """A gymnasium vector env with ``SAME_STEP`` autoreset (``autoreset_mode`` to change it).
 
     With ``SAME_STEP``, a step that ends an episode returns the first observation of the next
@@ -124,6 +125,8 @@ def make_vec_env(env_id: str, num_envs: int, mode: str = "sync", render_mode: st
     ``info_keys`` (``None``: all) limits the envs' own info keys passed on (see :class:`KeepInfoKeys`);
     ``final_obs`` is the vector env's and always present. ``copy=False`` returns the vector env's
     own observation array, overwritten by the next step (for callers that convert it at once).
+    ``recover`` wraps each env in :class:`~rlblocks.envs.recover.RebuildOnError`: an env that raises
+    in ``step`` is rebuilt and its episode cut there (``info["env_error"]`` says why).
     """
     check_env_id(env_id)
     if mode == "async":
@@ -135,8 +138,11 @@ def make_vec_env(env_id: str, num_envs: int, mode: str = "sync", render_mode: st
             # of the group; the driver alone decides (it checkpoints, then closes the workers).
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        env = make_env(env_id, i, render_mode)
-        return env if info_keys is None else KeepInfoKeys(env, info_keys)
+        def build() -> gym.Env:
+            env = make_env(env_id, i, render_mode)
+            return env if info_keys is None else KeepInfoKeys(env, info_keys)
+
+        return RebuildOnError(build) if recover else build()
 
     fns = [lambda i=i: make(i) for i in range(num_envs)]
     cls = gym.vector.AsyncVectorEnv if mode == "async" else gym.vector.SyncVectorEnv
