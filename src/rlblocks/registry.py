@@ -21,8 +21,11 @@ from rlblocks.algos.merl_heads import MERLHeads
 from rlblocks.algos.off_policy import Critic, DeterministicPolicy, GaussianPolicy, OffPolicyConfig
 from rlblocks.algos.ppo import PPOConfig
 from rlblocks.algos.ppo_modules import ppo_modules
+from rlblocks.algos.recurrent_off_policy import (RecurrentCritic, RecurrentDDPG, RecurrentDeterministicPolicy,
+                                                RecurrentGaussianPolicy, RecurrentSAC, RecurrentTD3, SequenceReplay)
 from rlblocks.algos.replay_config import ReplayConfig
 from rlblocks.algos.sac import SAC, SACConfig
+from rlblocks.algos.targets import TDTarget
 from rlblocks.algos.td3 import TD3, TD3Config
 from rlblocks.algos.value_expansion import target_modules
 from rlblocks.buffers import ReplayBuffer
@@ -107,10 +110,16 @@ def _replay(env: EnvRunner, cfg: ReplayConfig, act_dim: int, device: torch.devic
     return HindsightReplay(buffer, env.env_id, strategy, cfg.her_terminal) if strategy is not None else Replay(buffer)
 
 
+#: the recurrent ``algo`` module of each feed-forward one (``arch=lstm|gru``)
+_RECURRENT = {SAC: RecurrentSAC, TD3: RecurrentTD3, DDPG: RecurrentDDPG}
+
+
 def _off_policy_modules(algo_cls, policy_kind: str):
     def build(env_id: str, cfg: OffPolicyConfig, seed: int, device: torch.device, opts: RunOptions) -> list:
         env = EnvRunner(env_id, cfg.num_envs, seed, cfg.vector_mode, allow_goal=True)
         obs_dim, act_dim = network_obs_dim(env.obs_space), int(env.action_space.shape[0])
+        if cfg.arch != "ff":
+            return _recurrent_off_policy_modules(env, algo_cls, policy_kind, cfg, seed, device, opts)
         if policy_kind == "gaussian":
             policy = GaussianPolicy(obs_dim, act_dim, cfg, device)
         else:
@@ -126,6 +135,32 @@ def _off_policy_modules(algo_cls, policy_kind: str):
         return modules + [algo_cls(cfg)] + _service_modules(env_id, cfg, seed, opts)
 
     return build
+
+
+def _recurrent_off_policy_modules(env: EnvRunner, algo_cls, policy_kind: str, cfg: OffPolicyConfig, seed: int,
+                                  device: torch.device, opts: RunOptions) -> list:
+    """``arch=lstm|gru``: the recurrent policy, critic, sequence replay and update
+    (:mod:`rlblocks.algos.recurrent_off_policy`) in place of the feed-forward ones.
+
+    Raises:
+        RLBlocksError: a goal env (dict observations), which the history encoders do not read.
+    """
+    if env.goal or len(env.obs_space.shape) != 1:
+        env.close()
+        raise RLBlocksError(f"arch={cfg.arch} needs a flat Box observation but {env.env_id} has {env.obs_space}; "
+                            "use arch=ff")
+    obs_dim, act_dim = int(env.obs_space.shape[0]), int(env.action_space.shape[0])
+    if policy_kind == "gaussian":
+        policy = RecurrentGaussianPolicy(obs_dim, act_dim, cfg, device)
+    else:
+        policy = RecurrentDeterministicPolicy(obs_dim, act_dim, cfg, cfg.num_envs, device)
+    normalizer = _normalizer(env, cfg, device)
+    if not opts.training:
+        return [env, normalizer, policy] + _service_modules(env.env_id, cfg, seed, opts)
+    buffer = ReplayBuffer(cfg.buffer_size, cfg.num_envs, env.obs_space.shape, act_dim, cfg.gamma, 1, device)
+    modules = [env, normalizer, SequenceReplay(buffer, cfg.seq_len, cfg.burn_in), policy,
+               RecurrentCritic(obs_dim, act_dim, cfg, device), TDTarget(), _RECURRENT[algo_cls](cfg)]
+    return modules + _service_modules(env.env_id, cfg, seed, opts)
 
 
 def _service_modules(env_id: str, cfg: BaseConfig, seed: int, opts: RunOptions) -> list:
