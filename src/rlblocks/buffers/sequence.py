@@ -149,7 +149,7 @@ class SequenceSampler:
         obs = buf.flat(buf.next_obs)[prev]
         if n > 0:
             obs[0] = buf.flat(buf.obs)[first * E + e]
-        obs = obs * real.view(n, -1, *([1] * (obs.dim() - 2)))
+        obs = obs * real.view(*real.shape, *([1] * (obs.dim() - 2)))
         prev_action = buf.flat(buf.action)[prev] * has_prev.unsqueeze(-1)
         prev_reward = buf.flat(buf.reward)[prev] * has_prev
         return obs, prev_action, prev_reward
