@@ -21,8 +21,15 @@ from rlblocks.algos.merl_heads import MERLHeads
 from rlblocks.algos.off_policy import Critic, DeterministicPolicy, GaussianPolicy, OffPolicyConfig
 from rlblocks.algos.ppo import PPOConfig
 from rlblocks.algos.ppo_modules import ppo_modules
-from rlblocks.algos.recurrent_off_policy import (RecurrentCritic, RecurrentDDPG, RecurrentDeterministicPolicy,
-                                                RecurrentGaussianPolicy, RecurrentSAC, RecurrentTD3, SequenceReplay)
+from rlblocks.algos.recurrent_off_policy import (
+    RecurrentCritic,
+    RecurrentDDPG,
+    RecurrentDeterministicPolicy,
+    RecurrentGaussianPolicy,
+    RecurrentSAC,
+    RecurrentTD3,
+    SequenceReplay,
+)
 from rlblocks.algos.replay_config import ReplayConfig
 from rlblocks.algos.sac import SAC, SACConfig
 from rlblocks.algos.targets import TDTarget
@@ -209,8 +216,8 @@ NAMED_PRESETS: dict[str, tuple[tuple[str, ...], dict, str]] = {
                        {"arch": "lstm", "rnn_size": 32, "hidden_sizes": [64, 64], "rnn_inputs": "obs_action_reward",
                         "batch_size": 32, "seq_len": 16, "burn_in": 4, "actor_lr": 1e-3, "critic_lr": 1e-3,
                         "learning_starts": 1000, "train_freq": 2},
-                       "recurrent agent for PendulumNoVel-v1 (LSTM 32, 32 sequences x 16 steps, burn-in 4, "
-                       "an update every 2 steps)"),
+                       ("recurrent agent for PendulumNoVel-v1 (LSTM 32, 32 sequences x 16 steps, burn-in 4, "
+                        "an update every 2 steps)")),
 }
 
 ALGOS: dict[str, AlgoSpec] = {

@@ -15,8 +15,8 @@ from rlblocks.algos.auxiliary import AuxiliaryLoss, AuxInputs, add_auxiliary_los
 from rlblocks.algos.replay_config import ReplayConfig
 from rlblocks.algos.sequence_config import SequenceConfig
 from rlblocks.config import param
-from rlblocks.errors import ConfigError
 from rlblocks.envs.goal import obs_batch_size, obs_to
+from rlblocks.errors import ConfigError
 from rlblocks.explore import make_noise
 from rlblocks.metrics import MetricSums
 from rlblocks.module import MetricsSource, Module
