@@ -162,10 +162,10 @@ def test_hidden_state_resets_at_episode_starts_and_replayed_histories_match_acti
 def test_td3_critic_loss_equals_a_step_by_step_reference(kind, one_thread):
     """The critic loss of one recurrent TD3 update, from a column-by-column loop: each window's
     burn-in steps from the zero state, then one step at a time; target smoothing noise off."""
-    over = {**TINY, "arch": kind, "target_noise": "0", "learning_starts": "40", "rnn_inputs": "obs_action_reward"}
+    over = {**TINY, "arch": kind, "target_noise": "0", "learning_starts": "1000000"}
     agent = _agent("td3", "PendulumNoVel-v1", over)
     try:
-        agent.train(300)  # the ring holds an episode end (200-step limit)
+        agent.train(300)  # random actions; the ring holds an episode end (200-step limit)
         policy, critic = agent.policy, agent.critic
         # windows at an episode's start and end (rows 199/200), at the newest row (299) and in between
         rows = torch.tensor([0, 1, 5, 150, 196, 198, 199, 200, 202, 297, 299])
@@ -205,9 +205,9 @@ def test_td3_critic_loss_equals_a_step_by_step_reference(kind, one_thread):
 
 def test_polyak_moves_targets_towards_online_weights(one_thread):
     """target <- tau * online + (1 - tau) * target for the Q heads and both encoders."""
-    agent = _agent("sac", "PendulumNoVel-v1", {**TINY, "arch": "lstm", "tau": "0.1", "learning_starts": "50"})
+    agent = _agent("sac", "PendulumNoVel-v1", {**TINY, "arch": "lstm", "tau": "0.1", "learning_starts": "1000000"})
     try:
-        agent.train(120)
+        agent.train(60)
         critic = agent.critic
         critic.encoder_target.cell.rnn.weight_hh_l0.data.add_(1.0)  # apart from the online weights
         before = critic.encoder_target.cell.rnn.weight_hh_l0.clone()
@@ -225,21 +225,21 @@ def test_polyak_moves_targets_towards_online_weights(one_thread):
 def test_recurrent_sac_resumed_mid_episode_equals_the_uninterrupted_run(tmp_path, one_thread):
     from test_determinism import assert_same_run, final_state, progress_rows
 
-    overrides = {**TINY, "arch": "lstm", "num_envs": "2", "buffer_size": "500", "learning_starts": "200",
-                 "log_every": "200"}
+    overrides = {**TINY, "arch": "lstm", "num_envs": "2", "buffer_size": "400", "learning_starts": "200",
+                 "train_freq": "2", "log_every": "200"}
 
     def train(name, steps):
         return run.train("sac", "PendulumNoVel-v1", steps=steps, seed=3, run_dir=str(tmp_path / name),
                          overrides=dict(overrides), eval_every=0, checkpoint_every=0, device="cpu", progress=False)
 
-    full = train("full", 800)
-    part = train("part", 300)  # 150 steps into each env's first episode; the ring wraps later
+    full = train("full", 600)
+    part = train("part", 300)  # 150 steps into each env's first episode; the ring wraps after 400
     s300, _ = final_state(part, 300)
     env_state = s300["modules"]["env"]
     assert env_state["episode_length"].tolist() == [150, 150]
     assert env_state["actor_state"][0].abs().sum() > 0  # a hidden state mid-episode
-    run.resume_run(part, 800, device="cpu", progress=False)
-    assert_same_run(full, part, 800)
+    run.resume_run(part, 600, device="cpu", progress=False)
+    assert_same_run(full, part, 600)
     cols = ["steps", "updates", "critic_loss", "actor_loss"]
     assert progress_rows(part, cols) == progress_rows(full, cols)
     assert json.loads((part / "config.json").read_text())["config"]["arch"] == "lstm"
