@@ -139,7 +139,7 @@ def _config_diff(record: dict[str, Any], cfg: BaseConfig) -> str:
     """``; config keys that differ: k (a there, b here); ...`` with a --set hint, or ``""``."""
     theirs = record.get("config", {})
     mine = cfg.to_dict()
-    shape_words = ("hidden", "layer", "num_critics", "ensemble", "rnn", "lstm", "gru", "head", "sizes")
+    shape_words = ("hidden", "layer", "num_critics", "ensemble", "rnn", "lstm", "gru", "head", "sizes", "arch")
     keys = [k for k in mine if k in theirs and theirs[k] != mine[k] and any(w in k for w in shape_words)]
     if not keys:
         return ""

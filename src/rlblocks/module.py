@@ -112,7 +112,7 @@ class Actor(abc.ABC):
     ``state`` is what a recurrent policy carries from one step to the next, per env: a tensor with
     the env dimension at dim 1 (e.g. a packed hidden state ``[K, N, H]``), or ``()`` for a
     feed-forward policy. Whoever steps envs keeps one state per env (``initial_state(n)``), threads
-    it through ``act`` and calls ``reset_state`` where episodes start; training and evaluation hold
+    it through ``act`` and ``observe`` (the step's reward) and calls ``reset_state`` where episodes start; training and evaluation hold
     their own states. ``act`` reads only the actor's own attributes (networks, the normaliser's
     statistics), never ``agent.*``.
     """
@@ -130,6 +130,12 @@ class Actor(abc.ABC):
         computed for learning (normalised observation, raw sample, the state used), handed to the
         learner in the experience dict under ``"extras"``.
         """
+
+    def observe(self, state, reward):
+        """``state`` after the env's step returned ``reward`` (``[N]`` float32, CPU), before any
+        reset: a policy that takes the previous reward as input (a recurrent off-policy actor with
+        ``rnn_inputs=obs_action_reward``) records it here; others pass ``state`` through."""
+        return state
 
     def reset_state(self, state, starts):
         """``state`` with the envs where ``starts`` (``[N]`` bool tensor) is True back at their

@@ -55,22 +55,34 @@ class DDPG(OffPolicyAlgorithm):
     def setup(self) -> None:
         cfg, policy = self.cfg, self.agent.policy
         self.actor, self.actor_target, self.critic = policy.actor, policy.actor_target, self.agent.critic
-        self.actor_opt = make_adam(self.actor.parameters(), cfg.actor_lr)
+        self.actor_opt = make_adam(policy.trainable_parameters(), cfg.actor_lr)
         self.critic_opt = make_adam(self.critic.trainable_parameters(), cfg.critic_lr)
-        self._online = list(self.critic.q.parameters()) + list(self.actor.parameters())
-        self._target = list(self.critic.q_target.parameters()) + list(self.actor_target.parameters())
+        (q_online, q_target), (pi_online, pi_target) = self.critic.target_pairs(), policy.target_pairs()
+        self._online, self._target = q_online + pi_online, q_target + pi_target
         self._last_actor_loss = torch.zeros((), device=self.agent.device)
 
     def target_value(self, obs, with_action=False):
         """``Q'_e(s, a') [E, B]`` at the target action ``a' = mu'(s)`` (+ TD3's smoothing noise)."""
-        cfg, action = self.cfg, self.actor_target(obs)
+        return self.target_q(obs, obs, with_action)
+
+    def target_q(self, actor_in, critic_in, with_action=False):
+        """:meth:`target_value` with the target actor and the target critics reading their own
+        inputs (the same observations here; a recurrent agent's history features)."""
+        cfg, action = self.cfg, self.actor_target(actor_in)
         if cfg.target_noise > 0:  # TD3 target policy smoothing (Fujimoto et al. 2018, Eq. 14)
             noise = (torch.randn_like(action) * cfg.target_noise).clamp(-cfg.target_noise_clip, cfg.target_noise_clip)
             action = (action + noise).clamp(-1.0, 1.0)
-        value = self.critic.q_target(obs, action)
+        value = self.critic.q_target(critic_in, action)
         return (value, action) if with_action else value
 
     def update(self, b):
+        return self.losses(b, lambda: b.obs, lambda: b.obs)
+
+    def losses(self, b, actor_in, critic_in):
+        """One critic step and, every ``policy_delay`` calls, one actor and target step. ``b``: the
+        critic's rows (``b.obs`` its input); ``actor_in()``, ``critic_in()``: the actor's and the
+        critic's inputs for the policy loss, taken after the critic step (feed-forward: all three
+        are the observations)."""
         cfg, q = self.cfg, self.critic.q
 
         # y = r + discount · min_e Q'_e(s', mu'(s') [+ noise]): clipped double Q (TD3 Eq. 10), the
@@ -83,7 +95,7 @@ class DDPG(OffPolicyAlgorithm):
 
         if (self.updates + 1) % cfg.policy_delay == 0:  # TD3 delayed policy updates (Sec. 5.2)
             # Deterministic policy gradient: maximise Q_1(s, mu(s)); critic weights detached.
-            actor_loss = -q(b.obs, self.actor(b.obs), detach_params=True, members=_FIRST).mean()
+            actor_loss = -q(critic_in(), self.actor(actor_in()), detach_params=True, members=_FIRST).mean()
             adam_step(self.actor_opt, actor_loss)
             polyak_update(self._target, self._online, cfg.tau)
             self._last_actor_loss = actor_loss.detach()

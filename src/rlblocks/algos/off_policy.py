@@ -12,10 +12,11 @@ from dataclasses import dataclass
 import torch
 
 from rlblocks.algos.auxiliary import AuxiliaryLoss, AuxInputs, add_auxiliary_losses, auxiliary_parameters
-from rlblocks.algos.expansion_config import ExpansionConfig
 from rlblocks.algos.replay_config import ReplayConfig
+from rlblocks.algos.sequence_config import SequenceConfig
 from rlblocks.config import param
 from rlblocks.envs.goal import obs_batch_size, obs_to
+from rlblocks.errors import ConfigError
 from rlblocks.explore import make_noise
 from rlblocks.finite import check_finite
 from rlblocks.metrics import MetricSums
@@ -24,8 +25,9 @@ from rlblocks.nets import DeterministicActor, QEnsemble, SquashedGaussianActor, 
 
 
 @dataclass
-class OffPolicyConfig(ExpansionConfig):
-    """Keys shared by DDPG, TD3 and SAC (defaults: Stable-Baselines3's); replay and target keys in :class:`ExpansionConfig`."""
+class OffPolicyConfig(SequenceConfig):
+    """Keys shared by DDPG, TD3 and SAC (defaults: Stable-Baselines3's); replay, target and recurrent keys in
+    :class:`~rlblocks.algos.sequence_config.SequenceConfig` and its bases."""
 
     actor_lr: float = param(3e-4, low=0.0, high=1.0, low_open=True, help="actor Adam learning rate")
     critic_lr: float = param(3e-4, low=0.0, high=1.0, low_open=True, help="critic Adam learning rate")
@@ -35,6 +37,11 @@ class OffPolicyConfig(ExpansionConfig):
     merl: bool = param(False, help="MERL auxiliary heads (variance explained, future state) on the critic trunk")
     ve_coef: float = param(0.5, low=0.0, help="MERL: weight of the variance-explained loss")
     fs_coef: float = param(0.01, low=0.0, help="MERL: weight of the future-state cosine loss")
+
+    def check(self) -> None:
+        super().check()
+        if self.merl and self.arch != "ff":
+            raise ConfigError(f"merl=true is feed-forward only; arch={self.arch} has no MERL heads")
 
 
 def adam_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
@@ -73,6 +80,10 @@ class Critic(Module):
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         """What the critic optimiser steps: the Q ensemble, then the auxiliary losses' parameters."""
         return list(self.q.parameters()) + auxiliary_parameters(self.aux_losses)
+
+    def target_pairs(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """``(online, target)`` parameter lists that Polyak averaging pairs up."""
+        return list(self.q.parameters()), list(self.q_target.parameters())
 
     def td_loss(self, b, target: torch.Tensor, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """``(loss, Q(s, a) [E, B])`` with ``loss = scale · sum_e mean_B (Q_e - y)^2`` + auxiliary losses.
@@ -125,6 +136,10 @@ class Policy(Module):
         a = self.explore_action(x) if explore else self.eval_action(x, deterministic)
         return a.cpu()
 
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        """What the actor optimiser steps."""
+        return list(self.actor.parameters())
+
     def random_action(self, n: int) -> torch.Tensor:
         """``n`` uniform random actions of the warm-up (``[n, act_dim]`` in [-1, 1])."""
         return torch.rand(n, self.act_dim) * 2.0 - 1.0
@@ -162,6 +177,10 @@ class DeterministicPolicy(Policy):
         super().__init__(DeterministicActor(obs_dim, act_dim, cfg.hidden_sizes), act_dim, cfg.learning_starts, device)
         self.actor_target = target_copy(self.actor)
         self.noise = make_noise(cfg.noise_type, num_envs, act_dim, cfg.exploration_noise)
+
+    def target_pairs(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """``(online, target)`` parameter lists that Polyak averaging pairs up."""
+        return list(self.actor.parameters()), list(self.actor_target.parameters())
 
     def explore_action(self, obs):
         return (self.actor(obs) + self.noise().to(obs.device)).clamp(-1.0, 1.0)
@@ -213,16 +232,17 @@ class OffPolicyAlgorithm(Module, MetricsSource):
         cfg, agent = self.cfg, self.agent
         if not update_due(agent, cfg):
             return
-        norm = agent.normalizer
         for _ in range(cfg.gradient_steps):
-            b = agent.replay.sample(cfg.batch_size)
-            if norm.enabled:
-                b = b._replace(obs=norm(b.obs), next_obs=norm(b.next_obs))
-            self.metrics.add(self.update(b))
+            self.metrics.add(self.update(self.normalized(agent.replay.sample(cfg.batch_size))))
             self.updates += 1
             # NaN/Inf persists in the sums: one check per update names the loss and stops before any save
             check_finite(self.metric_names, self.metrics.sums,
                          f"at update {self.updates} (env step {agent.env_steps})")
+
+    def normalized(self, b):
+        """The replay batch with its observations normalised (the last replay stage)."""
+        norm = self.agent.normalizer
+        return b._replace(obs=norm(b.obs), next_obs=norm(b.next_obs)) if norm.enabled else b
 
     def update(self, batch) -> tuple[torch.Tensor, ...]:
         raise NotImplementedError

@@ -49,7 +49,7 @@ class SAC(OffPolicyAlgorithm):
         self.actor, self.critic = agent.policy.actor, agent.critic
         self.log_alpha = torch.full((), math.log(cfg.init_alpha), device=agent.device, requires_grad=cfg.autotune_alpha)
         groups = [{"params": self.critic.trainable_parameters(), "lr": cfg.critic_lr},
-                  {"params": list(self.actor.parameters()), "lr": cfg.actor_lr}]
+                  {"params": agent.policy.trainable_parameters(), "lr": cfg.actor_lr}]
         if cfg.autotune_alpha:
             groups.append({"params": [self.log_alpha], "lr": cfg.alpha_lr})
         # One fused Adam over three parameter groups: the losses touch disjoint parameters, and Adam
@@ -57,15 +57,26 @@ class SAC(OffPolicyAlgorithm):
         # optimizers (sequential order) and one step after a joint backward equals three steps.
         self.optimizer = make_adam(groups, cfg.critic_lr)
         self.target_entropy = cfg.target_entropy_per_dim * agent.policy.act_dim
-        self._q_params, self._q_target_params = list(self.critic.q.parameters()), list(self.critic.q_target.parameters())
+        self._q_params, self._q_target_params = self.critic.target_pairs()
 
     def target_value(self, obs, with_action=False):
         """Soft value ``Q'_e(s, a') - alpha log pi(a'|s) [E, B]``, ``a' ~ pi(.|s)`` (Eq. 3)."""
-        action, log_prob = self.actor.sample(obs)
-        value = self.critic.q_target(obs, action) - self.log_alpha.detach().exp() * log_prob
+        return self.soft_value(obs, obs, with_action)
+
+    def soft_value(self, actor_in, critic_in, with_action=False):
+        """:meth:`target_value` with the actor and the target critics reading their own inputs
+        (the same observations here; a recurrent agent's history features)."""
+        action, log_prob = self.actor.sample(actor_in)
+        value = self.critic.q_target(critic_in, action) - self.log_alpha.detach().exp() * log_prob
         return (value, action) if with_action else value
 
     def update(self, b):
+        return self.losses(b, b.obs, lambda: b.obs)
+
+    def losses(self, b, actor_in, critic_in):
+        """One step on each loss. ``b``: the critic's rows (``b.obs`` its input); ``actor_in``: the
+        actor's input at those rows; ``critic_in()``: the critic's input for the policy loss, taken
+        after the critic step (feed-forward: all three are the observations)."""
         q, actor = self.critic.q, self.actor
         alpha = self.log_alpha.detach().exp()
 
@@ -83,8 +94,8 @@ class SAC(OffPolicyAlgorithm):
 
         # Policy loss (Eq. 7): E[alpha log pi(a|s) - min_i Q_i(s, a)], a = tanh(mu + sigma eps).
         # Critic weights are detached: the policy loss moves only the actor.
-        action, log_prob = actor.sample(b.obs)
-        q_pi = q(b.obs, action, detach_params=True).min(0).values
+        action, log_prob = actor.sample(actor_in)
+        q_pi = q(critic_in(), action, detach_params=True).min(0).values
         actor_loss = (alpha * log_prob - q_pi).mean()
 
         # Temperature loss (Eq. 18): -alpha (log pi(a|s) + target_entropy).

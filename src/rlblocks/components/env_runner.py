@@ -112,6 +112,8 @@ class EnvRunner(Module, Closeable):
             # from_numpy of fresh float32 copies: as_tensor with a dtype costs 2-5x as much at this size.
             # The copy matters: the vector env (copy=False) overwrites its array at the next step.
             self.obs = next_obs = torch.from_numpy(np.array(next_obs_np, dtype=np.float32))
+        reward_t = torch.from_numpy(reward.astype(np.float32))
+        self.state = self.actor.observe(self.state, reward_t)
         done = terminated | truncated
         finished = []
         self.last_errors = []
@@ -126,7 +128,7 @@ class EnvRunner(Module, Closeable):
                 finished = self._drop_failed(finished, final_info)
             # SAME_STEP autoreset: self.obs is already the next episode's first observation
             self.state = self.actor.reset_state(self.state, torch.from_numpy(done))
-        exp = {"obs": obs, "action": action, "reward": torch.from_numpy(reward.astype(np.float32)),
+        exp = {"obs": obs, "action": action, "reward": reward_t,
                "next_obs": next_obs, "terminated": torch.from_numpy(terminated),
                "truncated": torch.from_numpy(truncated), "extras": extras}
         return exp, finished

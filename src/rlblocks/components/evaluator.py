@@ -53,6 +53,7 @@ def evaluate(agent, env_id: str, episodes: int, seed: int, deterministic: bool =
         while running.any():
             action, state, _ = actor.act(obs_to_tensor(obs), state, False, deterministic)
             obs, reward, terminated, truncated, info = vec.step(to_env(action))
+            state = actor.observe(state, torch.from_numpy(np.asarray(reward, dtype=np.float32)))
             total += np.where(running, reward, 0.0)  # a finished env idles until the last one ends
             ended = terminated | truncated
             if not ended.any():
@@ -113,6 +114,7 @@ def record(agent, env_id: str, episodes: int, seed: int, deterministic: bool, vi
                 batch = {k: v[None] for k, v in obs.items()} if isinstance(obs, dict) else np.asarray(obs)[None]
                 action, state, _ = actor.act(obs_to_tensor(batch), state, False, deterministic)
                 obs, reward, terminated, truncated, _ = env.step(agent.env.to_env_action(action[0]))
+                state = actor.observe(state, torch.tensor([float(reward)], dtype=torch.float32))
                 total += float(reward)
                 done = terminated or truncated
                 frames += 1

@@ -69,3 +69,16 @@ class RecurrentCell(nn.Module):
         (the caller splits sequences there or resets the state between calls)."""
         out, new = self.rnn(x, self.unpack(state))
         return out, (torch.cat(new) if self.n_states == 2 else new)
+
+    def final_state(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The state after the first ``lengths[b]`` steps of column ``b`` from the zero state, in one
+        fused call over the packed columns: ``x [T, B, in_dim]`` (left-aligned, the rest ignored),
+        ``lengths [B]`` integers in ``[0, T]`` → ``[K, B, H]`` (zero where ``lengths`` is 0). R2D2's
+        burn-in (Kapturowski et al. 2019, Sec. 3) of variable length."""
+        zero = self.initial_state(x.shape[1], x.device)
+        if x.shape[0] == 0:
+            return zero
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.clamp(min=1).cpu(), enforce_sorted=False)
+        _, new = self.rnn(packed, self.unpack(zero))
+        new = torch.cat(new) if self.n_states == 2 else new
+        return torch.where((lengths > 0).view(1, -1, 1).to(new.device), new, zero)
