@@ -60,6 +60,8 @@ def test_backend_flags_are_checked_before_anything_is_made(tmp_path):
               overrides=PPO_SMALL)
     with pytest.raises(ConfigError, match="n_step=3 need each env.s steps in order"):
         train("sac", "Pendulum-v1", steps=100, run_dir=str(tmp_path / "c"), backend="ray", overrides={"n_step": "3"})
+    with pytest.raises(ConfigError, match=r"arch=lstm \(sequence windows\) need each env.s steps in order"):
+        train("sac", "Pendulum-v1", steps=100, run_dir=str(tmp_path / "c"), backend="ray", overrides={"arch": "lstm"})
     with pytest.raises(RLBlocksError, match="--ray-address 127.0.0.1:1: nothing answers there"):
         train("ppo", "Pendulum-v1", steps=100, run_dir=str(tmp_path / "d"), backend="ray", ray_address="127.0.0.1:1")
     assert not any(tmp_path.joinpath(d).exists() for d in "abcd")

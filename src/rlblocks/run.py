@@ -418,11 +418,13 @@ def check_backend(spec: AlgoSpec, env_id: str, cfg: BaseConfig, backend: str, wo
         env = make_env(env_id)
         goal = is_goal_space(env.observation_space)
         env.close()
-        if cfg.n_step != 1 or goal:
-            what = "goal envs (HER)" if goal else f"n_step={cfg.n_step}"
+        arch = getattr(cfg, "arch", "ff")
+        if cfg.n_step != 1 or goal or arch != "ff":
+            what = ("goal envs (HER)" if goal else f"n_step={cfg.n_step}" if cfg.n_step != 1
+                    else f"arch={arch} (sequence windows)")
             raise ConfigError(f"--backend ray's asynchronous layout interleaves the interactors' steps in the replay, "
-                              f"but {what} need each env's steps in order: use n_step=1 and a non-goal env, or the "
-                              "default backend")
+                              f"but {what} need each env's steps in order: use n_step=1, arch=ff and a non-goal env, "
+                              "or the default backend")
     elif cfg.num_envs % workers:
         raise ConfigError(f"--workers {workers} must divide num_envs={cfg.num_envs} (each rollout worker steps "
                           f"num_envs / workers envs): pass --num-envs {workers * max(1, cfg.num_envs // workers)}")
