@@ -116,7 +116,8 @@ class EnvRunner(Module, Closeable):
         self.state = self.actor.observe(self.state, reward_t)
         done = terminated | truncated
         finished = []
-        self.last_errors = []
+        if self.last_errors:  # cleared only after a failure: no list per step
+            self.last_errors = []
         self.episode_return += reward
         self.episode_length += 1
         if done.any():
