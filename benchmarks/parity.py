@@ -5,11 +5,13 @@ Jobs: SAC on HalfCheetah-v5, seeds 0-4, and TD3 on Hopper-v5, seeds 0-2, each fo
 (``benchmarks/returns.py`` runs one job). Jobs run one after another, rlblocks and SB3 of a seed
 next to each other, one torch thread each. A job writes ``<out>/<impl>_<algo>_<env>_s<seed>.csv``
 only when it completes (a ``.part`` file is renamed in); re-running the command skips finished jobs
-and starts an interrupted one again, so the queue can span sessions:
+and starts an interrupted one again, so the queue can span sessions. Several workers may run the
+same queue: each job is held under a ``filelock`` lock while it runs (the OS drops it if the worker
+is killed), and a worker skips jobs another one holds:
 
     nice -n 19 python benchmarks/parity.py            # run (or continue) the queue
-    nice -n 19 python benchmarks/parity.py --shard 1/2 & nice -n 19 python benchmarks/parity.py --shard 2/2
-                                                      # two queues side by side (disjoint jobs)
+    nice -n 19 python benchmarks/parity.py & nice -n 19 python benchmarks/parity.py
+                                                      # two workers pulling from one queue
     python benchmarks/parity.py --summary             # table of what has finished
 
 ``--summary`` prints, per (algo, env) and implementation, the final return (mean over the last
@@ -25,6 +27,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 HERE = Path(__file__).resolve().parent
 JOBS = [("sac", "HalfCheetah-v5", s) for s in range(5)] + [("td3", "Hopper-v5", s) for s in range(3)]
@@ -43,15 +47,29 @@ def run_queue(out: Path, steps: int, learning_starts: int, shard: tuple[int, int
         final = job_file(out, impl, algo, env_id, seed)
         if final.exists():
             continue
-        part = final.with_suffix(".csv.part")
-        part.unlink(missing_ok=True)
-        print(f"{impl} {algo} {env_id} seed {seed} ...", flush=True)
-        cmd = [sys.executable, str(HERE / "returns.py"), "--impl", impl, "--algo", algo, "--env", env_id,
-               "--seed", str(seed), "--steps", str(steps), "--learning-starts", str(learning_starts),
-               "--threads", "1", "--out", str(part)]
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        subprocess.run(cmd, check=True, env=env)
-        part.replace(final)
+        lock = FileLock(final.with_suffix(".csv.lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            continue  # another worker runs this job
+        try:
+            if not final.exists():  # it may have finished while we looked
+                run_job(out, steps, learning_starts, impl, algo, env_id, seed)
+        finally:
+            lock.release()
+
+
+def run_job(out: Path, steps: int, learning_starts: int, impl: str, algo: str, env_id: str, seed: int) -> None:
+    final = job_file(out, impl, algo, env_id, seed)
+    part = final.with_suffix(".csv.part")
+    part.unlink(missing_ok=True)
+    print(f"{impl} {algo} {env_id} seed {seed} ...", flush=True)
+    cmd = [sys.executable, str(HERE / "returns.py"), "--impl", impl, "--algo", algo, "--env", env_id,
+           "--seed", str(seed), "--steps", str(steps), "--learning-starts", str(learning_starts),
+           "--threads", "1", "--out", str(part)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(cmd, check=True, env=env)
+    part.replace(final)
 
 
 def summary(out: Path, steps: int) -> None:
