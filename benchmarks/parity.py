@@ -13,6 +13,8 @@ is killed), and a worker skips jobs another one holds:
     nice -n 19 python benchmarks/parity.py & nice -n 19 python benchmarks/parity.py
                                                       # two workers pulling from one queue
     python benchmarks/parity.py --summary             # table of what has finished
+    python benchmarks/parity.py --plot docs/results/parity/curves.png
+                                                      # learning curves (rlblocks.plot), one panel per env
 
 ``--summary`` prints, per (algo, env) and implementation, the final return (mean over the last
 evaluation of each seed) with the standard error, and the IQM with a 95% bootstrap interval
@@ -93,18 +95,40 @@ def summary(out: Path, steps: int) -> None:
               f"| {', '.join(f'{v:.0f}' for v in x)} |")
 
 
+def plot(out: Path, fig: Path) -> None:
+    """Learning curves of the finished jobs with :func:`rlblocks.plot.plot_curves` (mean ± s.e. over seeds)."""
+    import numpy as np
+
+    from rlblocks.plot import plot_curves
+
+    grouped: dict[str, dict[str, list]] = {}
+    for path in sorted(out.glob("*.csv")):
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        if not rows or "impl" not in rows[0]:
+            continue  # not a job file (e.g. a summary table written beside them)
+        r0 = rows[0]
+        curve = (np.array([float(r["steps"]) for r in rows]), np.array([float(r["score"]) for r in rows]))
+        grouped.setdefault(r0["env"], {}).setdefault(f"{r0['impl']} {r0['algo']}", []).append(curve)
+    for p in plot_curves(grouped, fig, "eval", title="rlblocks vs Stable-Baselines3", where=str(out)):
+        print(p)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("docs/results/parity"))
     p.add_argument("--steps", type=int, default=100_000)
     p.add_argument("--learning-starts", type=int, default=10_000)
     p.add_argument("--summary", action="store_true", help="print the table of finished jobs and exit")
+    p.add_argument("--plot", type=Path, metavar="FIG", help="draw the learning curves to FIG and exit")
     p.add_argument("--shard", default="1/1", help="K/N: run every N-th job starting at the K-th (N queues side by side)")
     args = p.parse_args()
     k, n = (int(v) for v in args.shard.split("/"))
     if not 1 <= k <= n:
         p.error("--shard K/N needs 1 <= K <= N")
-    if args.summary:
+    if args.plot:
+        plot(args.out, args.plot)
+    elif args.summary:
         summary(args.out, args.steps)
     else:
         run_queue(args.out, args.steps, args.learning_starts, (k, n))

@@ -202,11 +202,8 @@ def plot_sweep(sweep_dir: str | Path, out: str | Path | None = None, metric: str
     if not root.is_dir():
         raise RLBlocksError(f"{root} is not a directory; pass a sweep directory made by `rlblocks sweep`")
     try:
-        import matplotlib
+        import matplotlib  # noqa: F401 - checked here so a missing extra stops before any reading
         import scipy.stats  # noqa: F401 - the summary's statistics (rlblocks.aggregate)
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
     except ImportError:
         raise RLBlocksError('rlblocks plot needs matplotlib and scipy: pip install -e ".[plot]"') from None
     runs = find_runs(root)
@@ -228,7 +225,36 @@ def plot_sweep(sweep_dir: str | Path, out: str | Path | None = None, metric: str
         raise RLBlocksError(f"none of the {len(runs)} runs under {root} has data in {fname}; {hint}")
     for d in empty:
         _note(f"{d} has no data in {fname}; left out")
+    fig_path = Path(out) if out is not None else root / f"{metric}.png"
+    return plot_curves(grouped, fig_path, metric, title=root.name, where=str(root))
 
+
+def plot_curves(grouped: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]], out: str | Path,
+                metric: str = "eval", title: str = "", where: str = "the input") -> tuple[Path, Path, Path]:
+    """Draw grouped seed curves (one panel per env, one line per label) and write the summary tables.
+
+    The drawing half of :func:`plot_sweep`, for curves that do not come from run directories
+    (``benchmarks/parity.py`` plots its per-seed CSVs, SB3's runs included, with it).
+
+    Args:
+        grouped: ``{env_id: {label: [(steps [T], values [T]) per seed]}}``.
+        out: the figure path; the tables are written as ``<stem>_summary.md`` / ``.csv`` beside it.
+        metric: a key of :data:`METRICS` (axis label and table caption).
+        title: the figure's title prefix.
+        where: names the source in error messages.
+
+    Returns:
+        The paths of the figure, the Markdown table and the CSV table.
+
+    Raises:
+        RLBlocksError: no group has seeds whose curves overlap, or the figure cannot be written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fname = METRICS[metric][0]
     groups: list[GroupSummary] = []
     for env_id in sorted(grouped):
         for algo in sorted(grouped[env_id]):
@@ -237,7 +263,7 @@ def plot_sweep(sweep_dir: str | Path, out: str | Path | None = None, metric: str
             except ValueError:
                 _note(f"{algo} on {env_id}: the seeds' curves share no step range; left out")
     if not groups:
-        raise RLBlocksError(f"no algorithm under {root} has seeds whose {fname} curves overlap")
+        raise RLBlocksError(f"no algorithm in {where} has seeds whose {fname} curves overlap")
 
     envs = sorted({g.env_id for g in groups})
     algos = sorted({g.algo for g in groups})
@@ -257,10 +283,10 @@ def plot_sweep(sweep_dir: str | Path, out: str | Path | None = None, metric: str
         ax.legend(loc="best", fontsize="small")
     for ax in list(axes.flat)[len(envs):]:
         ax.set_visible(False)
-    fig.suptitle(f"{root.name}: mean ± standard error over seeds", fontsize="medium")
+    fig.suptitle(f"{title}: mean ± standard error over seeds", fontsize="medium")
     fig.tight_layout()
 
-    fig_path = Path(out) if out is not None else root / f"{metric}.png"
+    fig_path = Path(out)
     if not fig_path.suffix:
         fig_path = fig_path.with_suffix(".png")
     fig_path.parent.mkdir(parents=True, exist_ok=True)
