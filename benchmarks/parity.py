@@ -74,16 +74,24 @@ def run_job(out: Path, steps: int, learning_starts: int, impl: str, algo: str, e
     part.replace(final)
 
 
+def _job_rows(out: Path):
+    """Yield the rows of each finished job file in ``out`` (files without an ``impl`` column, such as
+    the summary tables ``--plot`` writes beside them, are skipped)."""
+    for path in sorted(out.glob("*.csv")):
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        if rows and "impl" in rows[0]:
+            yield rows
+
+
 def summary(out: Path, steps: int) -> None:
     import numpy as np
 
     from rlblocks.aggregate import interval_estimate
 
     finals: dict[tuple[str, str, str], list[float]] = {}
-    for path in sorted(out.glob("*.csv")):
-        with open(path, newline="") as fh:
-            rows = [r for r in csv.DictReader(fh) if int(r["steps"]) == steps]
-        for r in rows:
+    for rows in _job_rows(out):
+        for r in (r for r in rows if int(r["steps"]) == steps):
             finals.setdefault((r["algo"], r["env"], r["impl"]), []).append(float(r["score"]))
     print("| algo | env | impl | seeds | mean ± s.e. | IQM [95% CI] | per seed |")
     print("|---|---|---|---|---|---|---|")
@@ -102,11 +110,7 @@ def plot(out: Path, fig: Path) -> None:
     from rlblocks.plot import plot_curves
 
     grouped: dict[str, dict[str, list]] = {}
-    for path in sorted(out.glob("*.csv")):
-        with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        if not rows or "impl" not in rows[0]:
-            continue  # not a job file (e.g. a summary table written beside them)
+    for rows in _job_rows(out):
         r0 = rows[0]
         curve = (np.array([float(r["steps"]) for r in rows]), np.array([float(r["score"]) for r in rows]))
         grouped.setdefault(r0["env"], {}).setdefault(f"{r0['impl']} {r0['algo']}", []).append(curve)
