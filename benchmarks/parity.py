@@ -30,9 +30,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import _queue as queue  # noqa: E402
+
 JOBS = [("sac", "HalfCheetah-v5", s) for s in range(5)] + [("td3", "Hopper-v5", s) for s in range(3)]
 IMPLS = ("rlblocks", "sb3")
 
@@ -42,23 +43,9 @@ def job_file(out: Path, impl: str, algo: str, env_id: str, seed: int) -> Path:
 
 
 def run_queue(out: Path, steps: int, learning_starts: int, shard: tuple[int, int] = (1, 1)) -> None:
-    out.mkdir(parents=True, exist_ok=True)
     k, n = shard
-    jobs = [(algo, env_id, seed, impl) for algo, env_id, seed in JOBS for impl in IMPLS]
-    for algo, env_id, seed, impl in jobs[k - 1::n]:
-        final = job_file(out, impl, algo, env_id, seed)
-        if final.exists():
-            continue
-        lock = FileLock(final.with_suffix(".csv.lock"))
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            continue  # another worker runs this job
-        try:
-            if not final.exists():  # it may have finished while we looked
-                run_job(out, steps, learning_starts, impl, algo, env_id, seed)
-        finally:
-            lock.release()
+    jobs = [(impl, algo, env_id, seed) for algo, env_id, seed in JOBS for impl in IMPLS][k - 1::n]
+    queue.run_queue(jobs, lambda job: job_file(out, *job), lambda job: run_job(out, steps, learning_starts, *job))
 
 
 def run_job(out: Path, steps: int, learning_starts: int, impl: str, algo: str, env_id: str, seed: int) -> None:

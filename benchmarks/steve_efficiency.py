@@ -3,17 +3,28 @@ STEVE, and at 100k and 300k for the base (Buckman et al. 2018, "Sample-Efficient
 Learning with Stochastic Ensemble Value Expansion", arXiv 1807.01675, Sec. 6 / Fig. 2 claim an
 order-of-magnitude gain in sample efficiency over DDPG; here the base is SAC or TD3).
 
-The runs come from one ``rlblocks sweep`` per arm (the arm's config names the algorithm and the
-value target; ``--env`` takes both envs), 2 cores, one thread per run::
+The runs: per env (Hopper-v5, HalfCheetah-v5) and seed (0, 1), the STEVE arm for 100k steps and its
+base for 300k, one ``rlblocks train`` each (one thread). ``--run`` works through them as a queue that
+survives being stopped (``benchmarks/_queue.py``): a run's ``config.json``, ``eval.csv`` and
+``progress.csv`` land in ``docs/results/steve_efficiency/runs/<arm>/<env>/seed<S>/`` only when it
+completes, so re-running the command in a later session (a fresh checkout) skips finished runs and
+starts an interrupted one again; two workers share the two cores::
+
+    python benchmarks/steve_efficiency.py --run & python benchmarks/steve_efficiency.py --run
+    python benchmarks/steve_efficiency.py docs/results/steve_efficiency/runs --measured-cost --out docs/results/steve_efficiency
+
+``--arms sac`` (or ``sac_steve``) takes only that arm's runs; ``--base td3`` runs the TD3 pair
+(``steve/algos/td3_steve.json`` / ``td3.json``) instead. The same runs through ``rlblocks sweep``
+(resumable within a session from checkpoints; the sweep directory does not survive a fresh
+checkout)::
 
     rlblocks sweep --config steve/algos/sac_steve.json --env Hopper-v5,HalfCheetah-v5 --seeds 0-1 \\
         --steps 100000 --jobs 2 --sweep-dir sweeps/steve_efficiency/sac_steve
     rlblocks sweep --config steve/algos/sac.json --env Hopper-v5,HalfCheetah-v5 --seeds 0-1 \\
         --steps 300000 --jobs 2 --sweep-dir sweeps/steve_efficiency/sac
-    python benchmarks/steve_efficiency.py sweeps/steve_efficiency --out docs/results/steve_efficiency
 
-(``steve/algos/td3_steve.json`` / ``td3.json`` for a TD3 base.) Both configs start learning after
-10,000 random steps (``learning_starts``, as the paper) and evaluate every 10,000 steps (10 episodes).
+Both configs start learning after 10,000 random steps (``learning_starts``, as the paper) and
+evaluate every 10,000 steps (10 episodes).
 
 For each env the script prints and writes (``<out>/steve_efficiency.{md,csv,png}``) one row per arm:
 seeds and the eval return at each ``--at`` step (mean ± standard error over seeds, linearly
@@ -32,14 +43,59 @@ import argparse
 import csv
 import json
 import math
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from rlblocks.plot import find_runs, read_curve, summarize
 
-COMMANDS = __doc__.split("::\n\n")[1].split("\n\n(")[0]
+COMMANDS = __doc__.split("::\n\n")[1].split("\n\n``--arms")[0]
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import _queue as queue  # noqa: E402
+
+RUNS = Path("docs/results/steve_efficiency/runs")
+ENVS, SEEDS = ("Hopper-v5", "HalfCheetah-v5"), (0, 1)
+KEPT = ("config.json", "eval.csv", "progress.csv")  # what lands in the repository (no checkpoints)
+
+
+def queue_jobs(base: str, arms: list[str] | None) -> list[tuple[str, str, int, int]]:
+    """``(arm, env, seed, steps)`` in queue order: per env, the STEVE runs (100k) then the base's (300k)."""
+    pairs = [(f"{base}_steve", 100_000), (base, 300_000)]
+    return [(arm, env, seed, steps) for env in ENVS for arm, steps in pairs if arms is None or arm in arms
+            for seed in SEEDS]
+
+
+def job_dir(root: Path, job: tuple[str, str, int, int]) -> Path:
+    arm, env, seed, _ = job
+    return root / arm / env / f"seed{seed}"
+
+
+def run_job(root: Path, job: tuple[str, str, int, int]) -> None:
+    """One ``rlblocks train`` in a scratch directory; its :data:`KEPT` files are renamed into place at the end."""
+    arm, env, seed, steps = job
+    final = job_dir(root, job)
+    part = final.with_name(final.name + ".part")
+    shutil.rmtree(part, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="steve-eff-") as tmp:
+        cmd = [sys.executable, "-m", "rlblocks", "train", "--config", f"steve/algos/{arm}.json", "--env", env,
+               "--seed", str(seed), "--steps", str(steps), "--run-dir", f"{tmp}/run", "--threads", "1",
+               "--checkpoint-every", "50000", "--no-progress"]
+        print(f"{arm} {env} seed {seed} ({steps:,} steps): {' '.join(cmd[1:])}", flush=True)
+        with open(f"{tmp}/log.txt", "w") as log:
+            proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        if proc.returncode != 0:
+            sys.exit(f"{arm} {env} seed {seed} failed (exit {proc.returncode}):\n{Path(tmp, 'log.txt').read_text()[-2000:]}")
+        part.mkdir(parents=True)
+        for name in KEPT:
+            shutil.copy2(Path(tmp, "run", name), part / name)
+    part.rename(final)
+    print(f"{arm} {env} seed {seed}: done -> {final}", flush=True)
 
 
 def value_at(curve: tuple[np.ndarray, np.ndarray], step: float) -> float:
@@ -206,9 +262,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="write steve_efficiency.{md,csv,png} here")
     p.add_argument("--measured-cost", action="store_true", help="add env steps/s after learning starts per arm")
     p.add_argument("--commands", action="store_true", help="print the benchmark's sweep commands and exit")
+    p.add_argument("--run", action="store_true", help="run (or continue) the queue of benchmark runs into --runs")
+    p.add_argument("--runs", type=Path, default=RUNS, help=f"--run: where finished runs land (default {RUNS})")
+    p.add_argument("--base", default="sac", choices=("sac", "td3"), help="--run: the base algorithm (default sac)")
+    p.add_argument("--arms", default=None, help="--run: only these arms, comma-separated (e.g. sac or sac_steve)")
     args = p.parse_args(argv)
     if args.commands:
         print(COMMANDS)
+        return 0
+    if args.run:
+        jobs = queue_jobs(args.base, args.arms.split(",") if args.arms else None)
+        ran = queue.run_queue(jobs, lambda job: job_dir(args.runs, job), lambda job: run_job(args.runs, job))
+        print(f"queue: ran {ran} runs here; finished: {sum(job_dir(args.runs, j).exists() for j in jobs)}/{len(jobs)}")
         return 0
     if not args.sweep_dirs:
         p.error("give the sweep directories (or --commands)")

@@ -1,0 +1,48 @@
+"""benchmarks/_queue.py: the cross-session job queue skips finished jobs and jobs another worker holds."""
+
+import importlib.util
+from pathlib import Path
+
+from filelock import FileLock
+
+ROOT = Path(__file__).parents[1]
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_queue_runs_only_unfinished_unheld_jobs(tmp_path):
+    queue = _load("_queue")
+    result = lambda job: tmp_path / job / "result.txt"  # noqa: E731
+    ran = []
+
+    def run(job):
+        ran.append(job)
+        result(job).write_text(job)
+
+    result("b").parent.mkdir()
+    result("b").write_text("b")  # finished in an earlier session
+    held = FileLock(str(result("c")) + ".job.lock")
+    (tmp_path / "c").mkdir()
+    held.acquire()  # another worker runs c
+    try:
+        assert queue.run_queue(["a", "b", "c", "d"], result, run) == 2
+    finally:
+        held.release()
+    assert ran == ["a", "d"]
+    assert queue.run_queue(["a", "b", "c", "d"], result, run) == 1  # c, now free
+    assert ran == ["a", "d", "c"]
+
+
+def test_steve_efficiency_queue_order():
+    bench = _load("steve_efficiency")
+    jobs = bench.queue_jobs("sac", None)
+    assert jobs[:4] == [("sac_steve", "Hopper-v5", 0, 100_000), ("sac_steve", "Hopper-v5", 1, 100_000),
+                        ("sac", "Hopper-v5", 0, 300_000), ("sac", "Hopper-v5", 1, 300_000)]
+    assert len(jobs) == 8
+    assert {j[0] for j in bench.queue_jobs("td3", ["td3"])} == {"td3"}
+    assert bench.job_dir(Path("r"), jobs[2]) == Path("r/sac/Hopper-v5/seed0")
