@@ -32,7 +32,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import _queue as queue  # noqa: E402
+import _queue as queue
 
 JOBS = [("sac", "HalfCheetah-v5", s) for s in range(5)] + [("td3", "Hopper-v5", s) for s in range(3)]
 IMPLS = ("rlblocks", "sb3")

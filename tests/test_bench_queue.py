@@ -17,7 +17,7 @@ def _load(name):
 
 def test_queue_runs_only_unfinished_unheld_jobs(tmp_path):
     queue = _load("_queue")
-    result = lambda job: tmp_path / job / "result.txt"  # noqa: E731
+    result = lambda job: tmp_path / job / "result.txt"
     ran = []
 
     def run(job):

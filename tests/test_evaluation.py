@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+from typing import ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -93,7 +94,7 @@ def test_ppo_logs_one_row_per_update_round_without_nan(tmp_path, one_thread):
 class FrameEnv(gym.Env):
     """A 40-step env whose frames are drawn in NumPy (no OpenGL, no pygame)."""
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+    metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 20}
     observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
     action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
 

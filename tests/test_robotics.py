@@ -12,8 +12,8 @@ import pytest
 
 pytest.importorskip("gymnasium_robotics", reason="gymnasium-robotics is not installed (pip install -e \".[robotics]\")")
 
-from rlblocks.envs import make_env  # noqa: E402
-from rlblocks.envs.goal import is_goal_space  # noqa: E402
+from rlblocks.envs import make_env
+from rlblocks.envs.goal import is_goal_space
 
 
 def test_fetch_reach_resets_steps_and_restores_its_goal():
@@ -22,7 +22,7 @@ def test_fetch_reach_resets_steps_and_restores_its_goal():
         obs, _ = env.reset(seed=0)
         assert is_goal_space(env.observation_space)
         assert obs["desired_goal"].shape == (3,) and obs["observation"].shape == (10,)
-        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        obs, _, terminated, _, info = env.step(env.action_space.sample())
         assert "is_success" in info and not terminated
         ag = np.stack([obs["achieved_goal"]] * 4)
         r = env.unwrapped.compute_reward(ag, np.stack([obs["desired_goal"], obs["achieved_goal"]] * 2), None)

@@ -20,7 +20,7 @@ import shutil
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from rlblocks.errors import RLBlocksError
 
@@ -98,7 +98,7 @@ class RunLock:
     def held(self) -> bool:
         return self._lock.is_locked
 
-    def __enter__(self) -> RunLock:
+    def __enter__(self) -> Self:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

@@ -88,7 +88,7 @@ class Snapshot(gym.Wrapper):
         """
         snap = snapshots[self.index] if isinstance(snapshots, list) and len(snapshots) > self.index else None
         if not isinstance(snap, dict):
-            raise ValueError(f"env {self.index}'s snapshot is missing or not an object")
+            raise ValueError(f"env {self.index}'s snapshot is missing or not an object")  # noqa: TRY004 (documented: every bad snapshot is a ValueError)
         reference = self.get_snapshot()
         _check_snapshot(snap, reference)
         base = self.env.unwrapped
@@ -164,7 +164,7 @@ def _check_snapshot(snap: dict[str, Any], reference: dict[str, Any]) -> None:
             raise ValueError(f"snapshot 'model' must hold {', '.join(MODEL_FIELDS)} of this env's shapes")
     attrs, ref_attrs = snap.get("attrs", {}), reference.get("attrs", {})
     if not isinstance(attrs, dict):
-        raise ValueError("snapshot 'attrs' is not an object")
+        raise ValueError("snapshot 'attrs' is not an object")  # noqa: TRY004 (as above)
     for key, spec in attrs.items():
         ref = ref_attrs.get(key)
         if ref is None or not isinstance(spec, dict) or len(spec) not in (1, 2):
