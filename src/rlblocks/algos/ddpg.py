@@ -33,6 +33,10 @@ class DDPGConfig(OffPolicyConfig):
     num_critics: int = param(1, low=1, high=64, help="Q ensemble size (min over members in targets)")
     noise_type: str = param("gaussian", choices=("gaussian", "ou"), help="exploration noise process")
     exploration_noise: float = param(0.1, low=0.0, help="exploration noise std (in [-1, 1] action units)")
+    random_eps: float = param(0.0, low=0.0, high=1.0, help="probability of a uniform random action per env step "
+                              "(HER baselines' random_eps, mrl's eexplore)")
+    action_l2: float = param(0.0, low=0.0, help="actor loss penalty on mean(mu(s)^2), actions in [-1, 1] "
+                             "(HER baselines' action_l2)")
     policy_delay: int = param(1, low=1, help="critic updates per actor/target update")
     target_noise: float = param(0.0, low=0.0, help="std of target policy smoothing noise (TD3)")
     target_noise_clip: float = param(0.5, low=0.0, help="clip of target policy smoothing noise (TD3)")
@@ -95,7 +99,11 @@ class DDPG(OffPolicyAlgorithm):
 
         if (self.updates + 1) % cfg.policy_delay == 0:  # TD3 delayed policy updates (Sec. 5.2)
             # Deterministic policy gradient: maximise Q_1(s, mu(s)); critic weights detached.
-            actor_loss = -q(critic_in(), self.actor(actor_in()), detach_params=True, members=_FIRST).mean()
+            # HER's DDPG adds action_l2 · mean(mu(s)^2) (Plappert et al. 2018, baselines her/ddpg.py).
+            action = self.actor(actor_in())
+            actor_loss = -q(critic_in(), action, detach_params=True, members=_FIRST).mean()
+            if cfg.action_l2 > 0:
+                actor_loss = actor_loss + cfg.action_l2 * action.square().mean()
             adam_step(self.actor_opt, actor_loss)
             polyak_update(self._target, self._online, cfg.tau)
             self._last_actor_loss = actor_loss.detach()

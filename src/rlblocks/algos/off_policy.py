@@ -171,19 +171,32 @@ class GaussianPolicy(Policy):
 
 
 class DeterministicPolicy(Policy):
-    """``tanh(mu(s))`` plus exploration noise (Gaussian or Ornstein-Uhlenbeck), with a target copy."""
+    """``tanh(mu(s))`` plus exploration noise (Gaussian or Ornstein-Uhlenbeck), with a target copy.
+
+    With ``random_eps > 0`` each env's action is, with that probability, a uniform random one
+    instead (epsilon-random exploration of HER's DDPG: Plappert et al. 2018, "Multi-Goal
+    Reinforcement Learning", arXiv 1802.09464, Sec. 2 and baselines ``her/ddpg.py``,
+    ``random_eps 0.3``; mrl's ``eexplore``). Its draws come from torch's global RNG, after the
+    noise's, and only when it is on (so runs without it are unchanged).
+    """
 
     def __init__(self, obs_dim: int, act_dim: int, cfg, num_envs: int, device: torch.device):
         super().__init__(DeterministicActor(obs_dim, act_dim, cfg.hidden_sizes), act_dim, cfg.learning_starts, device)
         self.actor_target = target_copy(self.actor)
         self.noise = make_noise(cfg.noise_type, num_envs, act_dim, cfg.exploration_noise)
+        self.random_eps = cfg.random_eps
 
     def target_pairs(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """``(online, target)`` parameter lists that Polyak averaging pairs up."""
         return list(self.actor.parameters()), list(self.actor_target.parameters())
 
     def explore_action(self, obs):
-        return (self.actor(obs) + self.noise().to(obs.device)).clamp(-1.0, 1.0)
+        action = (self.actor(obs) + self.noise().to(obs.device)).clamp(-1.0, 1.0)
+        if self.random_eps > 0:
+            n = action.shape[0]
+            pick = torch.rand(n, 1) < self.random_eps  # [N, 1]: the whole action of that env
+            action = torch.where(pick.to(action.device), self.random_action(n).to(action.device), action)
+        return action
 
     def eval_action(self, obs, deterministic):
         return self.actor(obs)
