@@ -163,3 +163,18 @@ def test_align():
     grid, values = align([a, b])
     assert grid.tolist() == [5.0, 10.0, 15.0, 20.0]  # the range both seeds reached
     assert values[0].tolist() == [0.5, 1.0, 1.5, 2.0] and values[1].tolist() == [0.0, 0.5, 1.0, 1.5]
+
+
+def test_success_metric_reads_the_eval_success_column(tmp_path):
+    """``--metric success``: eval.csv's success column (goal envs); runs without one are left out."""
+    from rlblocks.plot import read_curve
+
+    goal, plain = tmp_path / "goal", tmp_path / "plain"
+    for d in (goal, plain):
+        d.mkdir()
+    (goal / "eval.csv").write_text("hours,epoch,frames,score,success\n0,0,2000,-40,0.2\n0,1,4000,-5,0.9\n")
+    (plain / "eval.csv").write_text("hours,epoch,frames,score\n0,0,2000,-40\n")
+    steps, success = read_curve(goal, "success")
+    assert steps.tolist() == [2000.0, 4000.0] and success.tolist() == [0.2, 0.9]
+    assert read_curve(plain, "success") is None
+    assert read_curve(goal, "eval")[1].tolist() == [-40.0, -5.0]

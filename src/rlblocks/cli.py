@@ -93,8 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="learning curves (mean ± standard error over seeds) and a summary table")
     pl.add_argument("sweep_dir", help="a directory made by `rlblocks sweep` (or any directory of runs)")
     pl.add_argument("--out", default=None, metavar="FIG.png", help="figure path (default <sweep_dir>/<metric>.png)")
-    pl.add_argument("--metric", choices=("eval", "train"), default="eval",
-                    help="eval: eval.csv score vs frames; train: progress.csv train_return vs steps")
+    pl.add_argument("--metric", choices=("eval", "train", "success"), default="eval",
+                    help="eval: eval.csv score vs frames; train: progress.csv train_return vs steps; "
+                    "success: eval.csv success vs frames (goal envs)")
 
     sub.add_parser("list", help="algorithms and their key hyperparameters")
     toy_demo.add_arguments(sub.add_parser("toy-demo", help="STEVE's 100-state chain: Q-learning, MVE, STEVE Q errors"))

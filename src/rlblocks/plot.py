@@ -33,6 +33,7 @@ from rlblocks.errors import RLBlocksError
 METRICS = {
     "eval": ("eval.csv", "frames", "score", "evaluation return"),
     "train": ("progress.csv", "steps", "train_return", "training return (last 10 episodes)"),
+    "success": ("eval.csv", "frames", "success", "evaluation success rate (goal envs)"),
 }
 MAX_POINTS = 200  # grid points per curve
 
