@@ -206,6 +206,7 @@ _PENDULUM = {"learning_starts": 1000, "actor_lr": 1e-3, "critic_lr": 1e-3, "hidd
 _GOAL_ENV = {"normalize_obs": True, "obs_clip": 5.0, "gamma": 0.98, "her_clip_target": True,
              "actor_lr": 1e-3, "critic_lr": 1e-3, "learning_starts": 1000}
 _GOAL_PRESETS = {"Fetch*": _GOAL_ENV, "PointMaze*": _GOAL_ENV}
+_FETCH_CPU = {**_GOAL_ENV, "hidden_sizes": [256, 256], "batch_size": 256, "her": "future_4"}
 
 #: ``name: (algorithms, values, what it is)`` selected with ``--preset NAME`` (or ``"preset"`` in a
 #: config file), applied after the per-env preset and before the config file and ``--set``.
@@ -221,16 +222,14 @@ NAMED_PRESETS: dict[str, tuple[tuple[str, ...], dict, str]] = {
     # Fetch on a 2-core CPU: 256×256, batch 256, 1k warm-up; DDPG+HER reached 1.00 eval success on
     # FetchReach-v4 at 2,000 steps with these values (seeds 0 and 1, docs/benchmarks.md).
     "fetch-cpu": (("ddpg", "td3", "sac"),
-                  {**_GOAL_ENV, "hidden_sizes": [256, 256], "batch_size": 256,
-                   "her": "future_4"},
+                  _FETCH_CPU,
                   "Fetch tasks on a small CPU (256x256, batch 256, 1k warm-up, HER future_4)"),
     # fetch-cpu plus the exploration of HER's DDPG (Plappert et al. 2018, arXiv 1802.09464; baselines her:
     # random_eps 0.3, noise_eps 0.2, action_l2 1.0) for tasks where the object must be found first
     # (FetchPush/PickAndPlace/Slide): with fetch-cpu's Gaussian 0.1 alone, DDPG+HER on FetchPush-v4 stayed at
     # the chance success rate (0.03-0.07, goals already met at reset) up to 80k steps (seeds 0 and 1).
     "fetch-cpu-explore": (("ddpg", "td3"),
-                          {**_GOAL_ENV, "hidden_sizes": [256, 256], "batch_size": 256, "her": "future_4",
-                           "random_eps": 0.3, "exploration_noise": 0.2, "action_l2": 1.0},
+                          {**_FETCH_CPU, "random_eps": 0.3, "exploration_noise": 0.2, "action_l2": 1.0},
                           "fetch-cpu with HER's DDPG exploration (random_eps 0.3, noise 0.2, action_l2 1.0)"),
     # Pendulum with the angular velocity hidden (PendulumNoVel-v1), recurrent: an LSTM of 32 for each of
     # actor and critic on observation + previous action + previous reward, 64x64 heads, 32 sequences of
