@@ -227,7 +227,8 @@ NAMED_PRESETS: dict[str, tuple[tuple[str, ...], dict, str]] = {
     # fetch-cpu plus the exploration of HER's DDPG (Plappert et al. 2018, arXiv 1802.09464; baselines her:
     # random_eps 0.3, noise_eps 0.2, action_l2 1.0) for tasks where the object must be found first
     # (FetchPush/PickAndPlace/Slide): with fetch-cpu's Gaussian 0.1 alone, DDPG+HER on FetchPush-v4 stayed at
-    # the chance success rate (0.03-0.07, goals already met at reset) up to 80k steps (seeds 0 and 1).
+    # the chance success rate (0.03-0.07, goals already met at reset) up to 80k steps (seeds 0 and 1); with
+    # this preset it reached 0.47 / 0.63 at 300k, still rising (docs/benchmarks.md).
     "fetch-cpu-explore": (("ddpg", "td3"),
                           {**_FETCH_CPU, "random_eps": 0.3, "exploration_noise": 0.2, "action_l2": 1.0},
                           "fetch-cpu with HER's DDPG exploration (random_eps 0.3, noise 0.2, action_l2 1.0)"),
