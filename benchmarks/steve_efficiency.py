@@ -271,7 +271,11 @@ def main(argv: list[str] | None = None) -> int:
         print(COMMANDS)
         return 0
     if args.run:
-        jobs = queue_jobs(args.base, args.arms.split(",") if args.arms else None)
+        arms = args.arms.split(",") if args.arms else None
+        unknown = sorted(set(arms or ()) - {args.base, f"{args.base}_steve"})
+        if unknown:
+            p.error(f"--arms {','.join(unknown)}: the arms of --base {args.base} are {args.base} and {args.base}_steve")
+        jobs = queue_jobs(args.base, arms)
         ran = queue.run_queue(jobs, lambda job: job_dir(args.runs, job), lambda job: run_job(args.runs, job))
         print(f"queue: ran {ran} runs here; finished: {sum(job_dir(args.runs, j).exists() for j in jobs)}/{len(jobs)}")
         return 0
