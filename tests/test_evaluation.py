@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from rlblocks import run
-from rlblocks.components.evaluator import evaluate, record
+from rlblocks.components.evaluator import eval_vec_env, evaluate, record
 from rlblocks.module import as_actor
 from rlblocks.registry import RunOptions, build_agent, get_algo
 
@@ -62,6 +62,24 @@ def test_vector_evaluation_handles_episodes_of_different_lengths(one_thread):
     expected = sequential_returns(agent, "CartPole-v1", 9, seed=5)
     assert len(set(expected)) > 2  # different lengths: envs finish at different steps
     assert evaluate(agent, "CartPole-v1", 9, seed=5, num_envs=4) == expected
+
+
+def test_a_reused_evaluation_env_gives_the_episodes_of_a_new_one(one_thread):
+    """The evaluator keeps its envs between evaluations: every episode is reset with its seed, so
+    a second evaluation in the same envs (left mid-state by the first) equals one in new envs."""
+    agent = acting_agent("ppo", "CartPole-v1")
+    vec = eval_vec_env("CartPole-v1", 9, num_envs=4)
+    try:
+        first = evaluate(agent, "CartPole-v1", 9, seed=5, num_envs=4, vec=vec)
+        other = evaluate(agent, "CartPole-v1", 9, seed=70, num_envs=4, vec=vec)  # other episodes in between
+        again = evaluate(agent, "CartPole-v1", 9, seed=5, num_envs=4, vec=vec)
+        assert vec.num_envs == 4  # left open for the next evaluation
+        with pytest.raises(ValueError, match="has 4 envs"):
+            evaluate(agent, "CartPole-v1", 9, seed=5, vec=vec)  # 9 side by side
+    finally:
+        vec.close()
+    assert first == again == evaluate(agent, "CartPole-v1", 9, seed=5, num_envs=4)
+    assert other != first
 
 
 def test_short_run_still_gets_an_evaluation(tmp_path, one_thread):

@@ -10,8 +10,7 @@ from typing import Any
 import numpy as np
 
 from rlblocks.components.csv_log import append_csv_row
-from rlblocks.components.evaluator import EVAL_COLUMNS, GOAL_EVAL_COLUMNS, Evaluator, evaluate
-from rlblocks.module import Closeable
+from rlblocks.components.evaluator import EVAL_COLUMNS, GOAL_EVAL_COLUMNS, Evaluator, eval_vec_env, evaluate
 
 
 class EvaluatorActor:
@@ -30,6 +29,7 @@ class EvaluatorActor:
         self.agent = make_agent(1, seed)
         self.env_id, self.episodes, self.seed = env_id, episodes, seed
         self.path = Path(path) if path is not None else None
+        self._vec = None  # the evaluation envs, built at the first evaluation and kept
 
     def evaluate(self, weights: dict, row: dict) -> tuple[float, float, float | None]:
         """``(mean score, std, mean success or None)``; the row is written before returning."""
@@ -37,7 +37,10 @@ class EvaluatorActor:
             self.agent.modules[name].load_state_dict(state)
         goal = self.agent.env.goal
         successes: list[float] | None = [] if goal else None
-        returns = evaluate(self.agent, self.env_id, self.episodes, self.seed, deterministic=True, successes=successes)
+        if self._vec is None:
+            self._vec = eval_vec_env(self.env_id, self.episodes, goal=goal)
+        returns = evaluate(self.agent, self.env_id, self.episodes, self.seed, deterministic=True,
+                           successes=successes, vec=self._vec)
         row = {**row, "score": float(np.mean(returns))}
         if goal:
             row["success"] = float(np.mean(successes))
@@ -46,7 +49,7 @@ class EvaluatorActor:
         return row["score"], float(np.std(returns)), row.get("success")
 
 
-class RayEvaluator(Evaluator, Closeable):
+class RayEvaluator(Evaluator):
     """The ``evaluator`` module of the asynchronous layout: the schedule of :class:`Evaluator`
     (every ``every`` env steps and at the end; ``eval.csv`` rows after a resumed checkpoint
     dropped), but each evaluation runs in an :class:`EvaluatorActor` while the learner trains on.
@@ -103,6 +106,7 @@ class RayEvaluator(Evaluator, Closeable):
                 self.agent.logger.record_eval(score, std, success)
 
     def close(self) -> None:
+        super().close()
         if self._actor is not None:
             try:
                 self.ray.kill(self._actor, no_restart=True)
