@@ -46,3 +46,23 @@ def test_steve_efficiency_queue_order():
     assert len(jobs) == 8
     assert {j[0] for j in bench.queue_jobs("td3", ["td3"])} == {"td3"}
     assert bench.job_dir(Path("r"), jobs[2]) == Path("r/sac/Hopper-v5/seed0")
+
+
+def test_steve_efficiency_results_are_not_ignored_by_git():
+    """The queue's finished runs survive a fresh checkout only if committed: ``.gitignore``'s
+    ``runs/`` (run directories) once hid ``docs/results/.../runs/`` and a session's runs were lost."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        import pytest
+
+        pytest.skip("not a git checkout")
+    bench = _load("steve_efficiency")
+    run = bench.job_dir(bench.RUNS, bench.queue_jobs("sac", None)[0])
+    paths = [str(run / name) for name in bench.KEPT]
+    check = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert check.returncode == 1, f"ignored by .gitignore: {check.stdout}"  # 1: none of the paths is ignored
+    lock = subprocess.run(["git", "check-ignore", "--no-index", f"{run}.job.lock", f"{run}.part/eval.csv"], cwd=ROOT,
+                          capture_output=True, text=True, check=False)
+    assert lock.stdout.split() == [f"{run}.job.lock", f"{run}.part/eval.csv"]  # locks and partial runs stay out
