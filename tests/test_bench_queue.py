@@ -1,8 +1,11 @@
 """benchmarks/_queue.py: the cross-session job queue skips finished jobs and jobs another worker holds."""
 
 import importlib.util
+import shutil
+import subprocess
 from pathlib import Path
 
+import pytest
 from filelock import FileLock
 
 ROOT = Path(__file__).parents[1]
@@ -50,13 +53,8 @@ def test_steve_efficiency_queue_order():
 
 def test_steve_efficiency_results_are_not_ignored_by_git():
     """The queue's finished runs survive a fresh checkout only if committed: ``.gitignore``'s
-    ``runs/`` (run directories) once hid ``docs/results/.../runs/`` and a session's runs were lost."""
-    import shutil
-    import subprocess
-
+    ``runs/`` (run directories) once matched ``docs/results/.../runs/``, so no finished run could be committed."""
     if shutil.which("git") is None or not (ROOT / ".git").exists():
-        import pytest
-
         pytest.skip("not a git checkout")
     bench = _load("steve_efficiency")
     run = bench.job_dir(bench.RUNS, bench.queue_jobs("sac", None)[0])
