@@ -225,9 +225,10 @@ def test_named_presets_apply_in_order(tmp_path):
     from rlblocks.registry import NAMED_PRESETS, get_algo
     from rlblocks.run import resolve_config
 
-    cfg = resolve_config(get_algo("sac"), "Pendulum-v1", None, {"batch_size": "64"}, "protoge")
+    cfg = resolve_config(get_algo("ddpg"), "Pendulum-v1", None, {"batch_size": "64"}, "protoge")
     protoge = NAMED_PRESETS["protoge"][1]
-    assert cfg.hidden_sizes == protoge["hidden_sizes"] and cfg.layer_norm and cfg.learning_starts == 10_000
+    assert cfg.hidden_sizes == protoge["hidden_sizes"] and cfg.layer_norm and cfg.learning_starts == 5000
+    assert (cfg.tau, cfg.target_update_every, cfg.her) == (0.05, 40, "rfaab_1_4_3_1_1")  # mrl's protoge_config
     assert cfg.batch_size == 64  # --set wins over the preset
     path = tmp_path / "c.json"
     path.write_text('{"preset": "fetch-cpu", "updates": {"batch_size": 128}}')
@@ -237,7 +238,8 @@ def test_named_presets_apply_in_order(tmp_path):
 
 @pytest.mark.parametrize("algo, name, fragment", [
     ("sac", "protog", "unknown preset 'protog'"),
-    ("dqn", "protoge", "preset 'protoge' is for ddpg, td3, sac, not dqn"),
+    ("sac", "protoge", "preset 'protoge' is for ddpg, td3, not sac"),
+    ("dqn", "fetch-cpu", "preset 'fetch-cpu' is for ddpg, td3, sac, not dqn"),
 ])
 def test_bad_named_preset_is_one_line(algo, name, fragment, capsys, monkeypatch, tmp_path):
     from rlblocks.cli import main

@@ -211,14 +211,19 @@ _FETCH_CPU = {**_GOAL_ENV, "hidden_sizes": [256, 256], "batch_size": 256, "her":
 #: ``name: (algorithms, values, what it is)`` selected with ``--preset NAME`` (or ``"preset"`` in a
 #: config file), applied after the per-env preset and before the config file and ``--set``.
 NAMED_PRESETS: dict[str, tuple[tuple[str, ...], dict, str]] = {
-    # mrl's goal-conditioned configuration (Pitis et al. 2020; REFERENCES.md § mrl): 3×512 layers
-    # with LayerNorm, lr 1e-3, batch 500, Polyak 0.005,
-    # 10k random warm-up steps, future_4 relabelling, targets clipped to [-1/(1-gamma), 0].
-    "protoge": (("ddpg", "td3", "sac"),
-                {"hidden_sizes": [512, 512, 512], "layer_norm": True, "actor_lr": 1e-3, "critic_lr": 1e-3,
-                 "batch_size": 500, "tau": 0.005, "learning_starts": 10_000, "her": "future_4",
-                 "her_clip_target": True, "normalize_obs": True, "obs_clip": 5.0},
-                "mrl's goal-conditioned setup (3x512 + LayerNorm, batch 500, 10k warm-up, HER future_4)"),
+    # mrl's `protoge_config` (Pitis et al. 2020; mrl/configs/make_continuous_agents.py) with the 3×512
+    # LayerNorm layers of its train_her.py: DDPG, gamma 0.98, lr 1e-3, batch 2000, Polyak 0.05 every 40
+    # updates, 5,000 random steps (mrl: initial_explore 5000; its warm_up 2500 buffered steps before the
+    # first update is one key here), Gaussian noise 0.1 and 10% uniform random actions (eexplore),
+    # action_l2 0.1, HER rfaab_1_4_3_1_1, targets clipped to [-1/(1-gamma), 0]. Not carried over: mrl's
+    # gradient value clip at 5 (no such key) and LayerNorm in the actor (``layer_norm`` is the critic's).
+    "protoge": (("ddpg", "td3"),
+                {"hidden_sizes": [512, 512, 512], "layer_norm": True, "gamma": 0.98, "actor_lr": 1e-3,
+                 "critic_lr": 1e-3, "batch_size": 2000, "tau": 0.05, "target_update_every": 40,
+                 "learning_starts": 5000, "exploration_noise": 0.1, "random_eps": 0.1, "action_l2": 0.1,
+                 "her": "rfaab_1_4_3_1_1", "her_clip_target": True, "normalize_obs": True, "obs_clip": 5.0},
+                "mrl's protoge_config (3x512 + LayerNorm, batch 2000, Polyak 0.05 every 40 updates, "
+                "HER rfaab_1_4_3_1_1)"),
     # Fetch on a 2-core CPU: 256×256, batch 256, 1k warm-up; DDPG+HER reached 1.00 eval success on
     # FetchReach-v4 at 2,000 steps with these values (seeds 0 and 1, docs/benchmarks.md).
     "fetch-cpu": (("ddpg", "td3", "sac"),

@@ -105,7 +105,8 @@ class DDPG(OffPolicyAlgorithm):
             if cfg.action_l2 > 0:
                 actor_loss = actor_loss + cfg.action_l2 * action.square().mean()
             adam_step(self.actor_opt, actor_loss)
-            polyak_update(self._target, self._online, cfg.tau)
+            if self.target_update_due((self.updates + 1) // cfg.policy_delay):
+                polyak_update(self._target, self._online, cfg.tau)
             self._last_actor_loss = actor_loss.detach()
         return critic_loss.detach(), self._last_actor_loss, q_values.detach().mean()
 

@@ -37,6 +37,10 @@ class OffPolicyConfig(SequenceConfig):
     merl: bool = param(False, help="MERL auxiliary heads (variance explained, future state) on the critic trunk")
     ve_coef: float = param(0.5, low=0.0, help="MERL: weight of the variance-explained loss")
     fs_coef: float = param(0.01, low=0.0, help="MERL: weight of the future-state cosine loss")
+    # HER's baselines DDPG moves its targets once per 40-batch cycle with Polyak 0.05, mrl's protoge
+    # every 40 (best_slide_config: 10) optimisation steps; SB3/CleanRL after every step (1).
+    target_update_every: int = param(1, low=1, help="Polyak steps of the target networks happen on every "
+                                     "k-th policy step only (mrl's target_network_update_freq)")
 
     def check(self) -> None:
         super().check()
@@ -259,6 +263,11 @@ class OffPolicyAlgorithm(Module, MetricsSource):
 
     def update(self, batch) -> tuple[torch.Tensor, ...]:
         raise NotImplementedError
+
+    def target_update_due(self, policy_steps: int) -> bool:
+        """Whether the ``policy_steps``-th policy step (1-based, counted from the update count, so a
+        resumed run keeps the phase) also moves the target networks: every ``target_update_every``-th."""
+        return policy_steps % self.cfg.target_update_every == 0
 
     def target_value(self, obs: torch.Tensor, with_action: bool = False):
         """Bootstrap value ``[E, B]`` of states ``obs [B, obs_dim]`` (normalised), one row per

@@ -109,7 +109,8 @@ class SAC(OffPolicyAlgorithm):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        polyak_update(self._q_target_params, self._q_params, self.cfg.tau)
+        if self.target_update_due(self.updates + 1):
+            polyak_update(self._q_target_params, self._q_params, self.cfg.tau)
         return critic_loss.detach(), actor_loss.detach(), alpha, -log_prob.detach().mean(), q_values.detach().mean()
 
     def optimizers(self):
