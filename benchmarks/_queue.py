@@ -9,6 +9,13 @@ another one holds.
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
@@ -42,3 +49,38 @@ def run_queue(jobs: Iterable[Job], result: Callable[[Job], Path], run: Callable[
         finally:
             lock.release()
     return ran
+
+
+def run_into(final: Path, cmd: list[str], kept: dict[str, str], label: str, prefix: str = "bench-job-") -> float:
+    """Run ``cmd`` as a whole process (one torch thread) in a scratch directory; land ``kept`` files in ``final``.
+
+    Every ``{tmp}`` in ``cmd`` becomes the scratch directory. ``kept`` maps a path under it to the name
+    the file gets in ``final``. The files are copied into ``<final>.part`` (ignored by git), with
+    ``job.json`` (the command, its wall time in seconds, the UTC end time), and the directory is then
+    renamed to ``final``: a stopped job leaves at most a ``.part`` that the next attempt removes.
+    Returns the wall time (process start to exit) in seconds.
+
+    Raises:
+        SystemExit: the command failed (its exit code and the tail of its output).
+    """
+    part = final.with_name(final.name + ".part")
+    shutil.rmtree(part, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        args = [a.replace("{tmp}", tmp) for a in cmd]
+        print(f"{label}: {' '.join(args)}", flush=True)
+        t0 = time.perf_counter()
+        with open(f"{tmp}/log.txt", "w") as log:
+            proc = subprocess.run(args, stdout=log, stderr=subprocess.STDOUT, check=False,
+                                  env={**os.environ, "OMP_NUM_THREADS": "1"})
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            sys.exit(f"{label} failed (exit {proc.returncode}):\n{Path(tmp, 'log.txt').read_text()[-2000:]}")
+        part.mkdir(parents=True)
+        for src, name in kept.items():
+            shutil.copy2(Path(tmp, src), part / name)
+        record = {"cmd": [a.replace(tmp, "{tmp}") for a in args], "wall_s": round(wall, 1),
+                  "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        (part / "job.json").write_text(json.dumps(record, indent=1) + "\n")
+    part.rename(final)
+    print(f"{label}: done in {wall:.0f} s -> {final}", flush=True)
+    return wall

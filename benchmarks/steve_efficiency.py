@@ -43,11 +43,7 @@ import argparse
 import csv
 import json
 import math
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -77,25 +73,13 @@ def job_dir(root: Path, job: tuple[str, str, int, int]) -> Path:
 
 
 def run_job(root: Path, job: tuple[str, str, int, int]) -> None:
-    """One ``rlblocks train`` in a scratch directory; its :data:`KEPT` files are renamed into place at the end."""
+    """One ``rlblocks train`` in a scratch directory; its :data:`KEPT` files land in :func:`job_dir` at the end."""
     arm, env, seed, steps = job
-    final = job_dir(root, job)
-    part = final.with_name(final.name + ".part")
-    shutil.rmtree(part, ignore_errors=True)
-    with tempfile.TemporaryDirectory(prefix="steve-eff-") as tmp:
-        cmd = [sys.executable, "-m", "rlblocks", "train", "--config", f"steve/algos/{arm}.json", "--env", env,
-               "--seed", str(seed), "--steps", str(steps), "--run-dir", f"{tmp}/run", "--threads", "1",
-               "--checkpoint-every", "50000", "--no-progress"]
-        print(f"{arm} {env} seed {seed} ({steps:,} steps): {' '.join(cmd[1:])}", flush=True)
-        with open(f"{tmp}/log.txt", "w") as log:
-            proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"})
-        if proc.returncode != 0:
-            sys.exit(f"{arm} {env} seed {seed} failed (exit {proc.returncode}):\n{Path(tmp, 'log.txt').read_text()[-2000:]}")
-        part.mkdir(parents=True)
-        for name in KEPT:
-            shutil.copy2(Path(tmp, "run", name), part / name)
-    part.rename(final)
-    print(f"{arm} {env} seed {seed}: done -> {final}", flush=True)
+    cmd = [sys.executable, "-m", "rlblocks", "train", "--config", f"steve/algos/{arm}.json", "--env", env,
+           "--seed", str(seed), "--steps", str(steps), "--run-dir", "{tmp}/run", "--threads", "1",
+           "--checkpoint-every", "50000", "--no-progress"]
+    queue.run_into(job_dir(root, job), cmd, {f"run/{name}": name for name in KEPT},
+                   f"{arm} {env} seed {seed} ({steps:,} steps)", prefix="steve-eff-")
 
 
 def value_at(curve: tuple[np.ndarray, np.ndarray], step: float) -> float:

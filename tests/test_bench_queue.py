@@ -1,8 +1,10 @@
-"""benchmarks/_queue.py: the cross-session job queue skips finished jobs and jobs another worker holds."""
+"""benchmarks/_queue.py: the cross-session job queue skips finished jobs and jobs another worker holds, and a\njob's files land only when it succeeds; the queues of steve_efficiency.py and fetchpush.py."""
 
 import importlib.util
+import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,3 +66,44 @@ def test_steve_efficiency_results_are_not_ignored_by_git():
     lock = subprocess.run(["git", "check-ignore", "--no-index", f"{run}.job.lock", f"{run}.part/eval.csv"], cwd=ROOT,
                           capture_output=True, text=True, check=False)
     assert lock.stdout.split() == [f"{run}.job.lock", f"{run}.part/eval.csv"]  # locks and partial runs stay out
+
+
+def test_run_into_lands_the_kept_files_with_a_job_record(tmp_path):
+    queue = _load("_queue")
+    final = tmp_path / "arm" / "seed0"
+    (tmp_path / "arm" / "seed0.part").mkdir(parents=True)  # left by a stopped attempt
+    cmd = [sys.executable, "-c", "import pathlib, sys; pathlib.Path(sys.argv[1], 'out.txt').write_text('x')", "{tmp}"]
+    wall = queue.run_into(final, cmd, {"out.txt": "result.txt"}, "test job")
+    assert sorted(p.name for p in final.iterdir()) == ["job.json", "result.txt"]
+    assert (final / "result.txt").read_text() == "x"
+    record = json.loads((final / "job.json").read_text())
+    assert record["cmd"][-1] == "{tmp}" and record["wall_s"] == round(wall, 1) and wall > 0
+    assert not (tmp_path / "arm" / "seed0.part").exists()
+
+
+def test_run_into_a_failed_command_lands_nothing(tmp_path):
+    queue = _load("_queue")
+    final = tmp_path / "seed0"
+    with pytest.raises(SystemExit, match=r"(?s)test job failed \(exit 3\).*boom"):
+        queue.run_into(final, [sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"], {}, "test job")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fetchpush_queue_and_commands():
+    from rlblocks.registry import get_algo
+    from rlblocks.run import resolve_config
+
+    bench = _load("fetchpush")
+    jobs = bench.queue_jobs()
+    assert jobs[:2] == [("sb3_sac_her", 0), ("sac_her", 0)]  # the side-by-side pair first: two workers run it at once
+    assert jobs[2:] == [("ddpg_baselines", 0), ("ddpg_baselines", 1), ("ddpg_fa22", 0), ("ddpg_fa22", 1)]
+    assert bench.job_dir(Path("r"), jobs[2]) == Path("r/ddpg_baselines/seed0")
+    cmd, kept = bench.job_command(("sb3_sac_her", 0))
+    assert cmd[cmd.index("--impls") + 1] == "sb3" and kept == {"rows.csv": "rows.csv"}
+    cmd, kept = bench.job_command(("ddpg_baselines", 1))
+    assert cmd[cmd.index("--steps") + 1] == "300000" and set(kept.values()) == set(bench.RLBLOCKS_KEPT)
+    # the arm's values are valid keys of its algorithm, with the preset under them
+    sets = [a for i, a in enumerate(cmd) if "=" in a and "--set" in cmd[:i]]
+    cfg = resolve_config(get_algo("ddpg"), "FetchPush-v4", None, dict(a.split("=", 1) for a in sets), "fetch-cpu-explore")
+    assert (cfg.target_update_every, cfg.tau, cfg.hidden_sizes, cfg.random_eps, cfg.eval_episodes) == \
+        (40, 0.05, [256, 256, 256], 0.3, 30)

@@ -1,0 +1,143 @@
+"""FetchPush-v4 at 300,000 env steps (issue 13): DDPG + HER variants against mrl's ≈ 1.0 success, and
+SAC + HER side by side with Stable-Baselines3's ``HerReplayBuffer``.
+
+The arms (30 greedy evaluation episodes every 20,000 steps, one torch thread per run):
+
+- ``sb3_sac_her`` / ``sac_her``: ``benchmarks/her_sb3.py`` with ``--impls sb3`` / ``rlblocks`` (its same
+  settings on both sides: SAC, 256×256, batch 256, lr 1e-3, gamma 0.98, Polyak 0.005, HER future_4, one
+  update per env step). Seed 0, the issue's side-by-side run; both run at once, one per core, so the
+  wall times (whole processes, ``job.json``) are measured under the same load.
+- ``ddpg_baselines``: HER's DDPG as OpenAI baselines runs it on one CPU (Plappert et al. 2018, arXiv
+  1802.09464; baselines ``her/experiment/config.py``): the ``fetch-cpu-explore`` preset (random_eps 0.3,
+  noise 0.2, action_l2 1.0, future_4, targets clipped) with 3×256 layers, 40 updates of batch 256 per
+  100 env steps (``train_freq=5 gradient_steps=2``) and the targets moved once per 40 updates with
+  Polyak 0.05 (``target_update_every=40 tau=0.05``). Session 10's ``fetch-cpu-explore`` moved them after
+  every update with 0.005 (≈ 4× faster per 40 updates) and reached 0.47 / 0.63 at 300k.
+- ``ddpg_fa22``: ``fetch-cpu-explore`` with mrl's FetchPush relabelling ``futureactual_2_2`` (desired
+  goals of other stored episodes as well as future achieved ones).
+
+``--run`` works through the jobs as a queue that survives being stopped (``benchmarks/_queue.py``):
+each finished run lands in ``docs/results/fetchpush/<arm>/seed<S>/`` (rlblocks runs: ``config.json``,
+``eval.csv``, ``progress.csv``; her_sb3 runs: ``rows.csv``; all: ``job.json`` with the wall time).
+Needs mujoco 3.3–3.11 and gymnasium-robotics 1.4.2 (the ``robotics`` extra); run it with that Python::
+
+    python benchmarks/fetchpush.py --run & python benchmarks/fetchpush.py --run
+    python benchmarks/fetchpush.py --summary
+
+``--summary`` prints eval success per arm and seed at 100k / 200k / 300k, each run's wall time and env
+steps/s, and the rlblocks / SB3 speed ratio for the seeds both sides finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import _queue as queue
+
+ENV, STEPS, EVERY, EPISODES = "FetchPush-v4", 300_000, 20_000, 30
+RUNS = Path("docs/results/fetchpush")
+_EXPLORE = ["--algo", "ddpg", "--preset", "fetch-cpu-explore"]
+#: arm → (how it runs: "her_sb3" impl or the ``rlblocks train`` arguments, seeds)
+ARMS: dict[str, tuple[str | list[str], tuple[int, ...]]] = {
+    "sb3_sac_her": ("sb3", (0,)),
+    "sac_her": ("rlblocks", (0,)),
+    "ddpg_baselines": ([*_EXPLORE, "--set", "hidden_sizes=256,256,256", "train_freq=5", "gradient_steps=2",
+                        "target_update_every=40", "tau=0.05"], (0, 1)),
+    "ddpg_fa22": ([*_EXPLORE, "--set", "her=futureactual_2_2"], (0, 1)),
+}
+RLBLOCKS_KEPT = ("config.json", "eval.csv", "progress.csv")
+
+
+def queue_jobs(arms: list[str] | None = None) -> list[tuple[str, int]]:
+    """``(arm, seed)`` in queue order: the SB3 pair first (two workers run it side by side), then per arm its seeds."""
+    return [(arm, seed) for arm, (_, seeds) in ARMS.items() if arms is None or arm in arms for seed in seeds]
+
+
+def job_dir(root: Path, job: tuple[str, int]) -> Path:
+    return root / job[0] / f"seed{job[1]}"
+
+
+def job_command(job: tuple[str, int], steps: int = STEPS, every: int = EVERY, episodes: int = EPISODES,
+                env: str = ENV) -> tuple[list[str], dict[str, str]]:
+    """``(command, kept files)`` of one job; ``{tmp}`` is its scratch directory."""
+    arm, seed = job
+    how = ARMS[arm][0]
+    if isinstance(how, str):  # a her_sb3.py side
+        cmd = [sys.executable, str(HERE / "her_sb3.py"), "--impls", how, "--env", env, "--seeds", str(seed),
+               "--steps", str(steps), "--eval-every", str(every), "--episodes", str(episodes), "--out", "{tmp}/rows.csv"]
+        return cmd, {"rows.csv": "rows.csv"}
+    cmd = [sys.executable, "-m", "rlblocks", "train", *how, "--set", f"eval_episodes={episodes}", "--env", env,
+           "--seed", str(seed), "--steps", str(steps), "--eval-every", str(every), "--run-dir", "{tmp}/run",
+           "--threads", "1", "--checkpoint-every", "50000", "--no-progress"]
+    return cmd, {f"run/{name}": name for name in RLBLOCKS_KEPT}
+
+
+def run_job(root: Path, job: tuple[str, int], **kw) -> None:
+    cmd, kept = job_command(job, **kw)
+    queue.run_into(job_dir(root, job), cmd, kept, f"{job[0]} seed {job[1]}", prefix="fetchpush-")
+
+
+def success_curve(run: Path) -> dict[int, float]:
+    """``{env step: eval success}`` of a landed run (``eval.csv`` of rlblocks, ``rows.csv`` of her_sb3)."""
+    if (run / "eval.csv").exists():
+        with open(run / "eval.csv", newline="") as fh:
+            return {int(r["frames"]): float(r["success"]) for r in csv.DictReader(fh)}
+    with open(run / "rows.csv", newline="") as fh:
+        return {int(r["steps"]): float(r["success"]) for r in csv.DictReader(fh)}
+
+
+def summary(root: Path, at: tuple[int, ...] = (100_000, 200_000, 300_000)) -> str:
+    """Markdown: success at ``at`` per landed run, its wall time and env steps/s, then the SB3 ratios."""
+    lines = ["| arm | seed | " + " | ".join(f"success @ {s:,}" for s in at) + " | wall (h) | env steps/s |",
+             "|---|---:|" + "---:|" * (len(at) + 2)]
+    walls: dict[tuple[str, int], float] = {}
+    for arm, seed in queue_jobs():
+        run = job_dir(root, (arm, seed))
+        if not run.exists():
+            continue
+        curve = success_curve(run)
+        job = json.loads((run / "job.json").read_text())
+        steps = max(curve) if curve else math.nan
+        walls[arm, seed] = job["wall_s"]
+        cells = [f"{curve[s]:.2f}" if s in curve else "–" for s in at]
+        lines.append(f"| {arm} | {seed} | " + " | ".join(cells) + f" | {job['wall_s'] / 3600:.2f} | "
+                     f"{steps / job['wall_s']:.1f} |")
+    for seed in sorted({s for (a, s) in walls if a == "sb3_sac_her"}):
+        if ("sac_her", seed) in walls:
+            lines.append(f"\nSeed {seed}: rlblocks SAC+HER {walls['sb3_sac_her', seed] / walls['sac_her', seed]:.2f}× "
+                         "SB3's env steps/s (whole processes, side by side).")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", action="store_true", help="run (or continue) the queue of runs into --runs")
+    p.add_argument("--summary", action="store_true", help="print the table of the landed runs")
+    p.add_argument("--runs", type=Path, default=RUNS, help=f"where finished runs land (default {RUNS})")
+    p.add_argument("--arms", default=None, help=f"--run: only these arms, comma-separated ({', '.join(ARMS)})")
+    args = p.parse_args(argv)
+    if args.run:
+        arms = args.arms.split(",") if args.arms else None
+        unknown = sorted(set(arms or ()) - set(ARMS))
+        if unknown:
+            p.error(f"--arms {','.join(unknown)}: the arms are {', '.join(ARMS)}")
+        jobs = queue_jobs(arms)
+        ran = queue.run_queue(jobs, lambda job: job_dir(args.runs, job), lambda job: run_job(args.runs, job))
+        print(f"queue: ran {ran} runs here; finished: {sum(job_dir(args.runs, j).exists() for j in jobs)}/{len(jobs)}")
+        return 0
+    if args.summary:
+        print(summary(args.runs), end="")
+        return 0
+    p.error("give --run or --summary")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
