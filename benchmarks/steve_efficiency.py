@@ -5,8 +5,8 @@ order-of-magnitude gain in sample efficiency over DDPG; here the base is SAC or 
 
 The runs: per env (Hopper-v5, HalfCheetah-v5) and seed (0, 1), the STEVE arm for 100k steps and its
 base for 300k, one ``rlblocks train`` each (one thread). ``--run`` works through them as a queue that
-survives being stopped (``benchmarks/_queue.py``): a run's ``config.json``, ``eval.csv`` and
-``progress.csv`` land in ``docs/results/steve_efficiency/runs/<arm>/<env>/seed<S>/`` only when it
+survives being stopped (``benchmarks/_queue.py``): a run's ``config.json``, ``eval.csv``,
+``progress.csv`` and ``job.json`` (command, wall time) land in ``docs/results/steve_efficiency/runs/<arm>/<env>/seed<S>/`` only when it
 completes, so re-running the command in a later session (a fresh checkout) skips finished runs and
 starts an interrupted one again; two workers share the two cores::
 
