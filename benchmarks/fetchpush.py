@@ -135,8 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.summary:
         print(summary(args.runs), end="")
         return 0
-    p.error("give --run or --summary")
-    return 2
+    p.error("give --run or --summary")  # exits
 
 
 if __name__ == "__main__":
