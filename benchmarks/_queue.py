@@ -2,13 +2,15 @@
 
 A job's result lands in the repository (``docs/results/...``) only when the job completes, so
 re-running the queue in a later session (a fresh checkout: nothing else survives) skips finished
-jobs and starts an interrupted one again. Several workers may pull from one queue: each job runs
+jobs and starts an interrupted one again, or continues it where its scratch directory survived
+(``run_into``'s ``workdir``). Several workers may pull from one queue: each job runs
 under a ``filelock`` lock (the OS drops it if the worker is killed) and a worker skips the jobs
 another one holds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -51,7 +53,8 @@ def run_queue(jobs: Iterable[Job], result: Callable[[Job], Path], run: Callable[
     return ran
 
 
-def run_into(final: Path, cmd: list[str], kept: dict[str, str], label: str, prefix: str = "bench-job-") -> float:
+def run_into(final: Path, cmd: list[str], kept: dict[str, str], label: str, prefix: str = "bench-job-",
+             workdir: Path | None = None) -> float:
     """Run ``cmd`` as a whole process (one torch thread) in a scratch directory; land ``kept`` files in ``final``.
 
     Every ``{tmp}`` in ``cmd`` becomes the scratch directory. ``kept`` maps a path under it to the name
@@ -60,16 +63,30 @@ def run_into(final: Path, cmd: list[str], kept: dict[str, str], label: str, pref
     renamed to ``final``: a stopped job leaves at most a ``.part`` that the next attempt removes.
     Returns the wall time (process start to exit) in seconds.
 
+    With ``workdir``, that directory is the scratch directory instead of a temporary one, and it
+    outlives a stopped or failed attempt: a command that continues from what it finds there (``rlblocks
+    train --resume``) then picks up where the last attempt stopped. ``job.json`` counts the
+    ``attempts``; its ``wall_s`` is the last attempt's. The directory is removed once the files land.
+
     Raises:
         SystemExit: the command failed (its exit code and the tail of its output).
     """
     part = final.with_name(final.name + ".part")
     shutil.rmtree(part, ignore_errors=True)
-    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+    with contextlib.ExitStack() as stack:
+        if workdir is None:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix))
+            attempts = 1
+        else:
+            workdir.mkdir(parents=True, exist_ok=True)
+            tmp = str(workdir.resolve())
+            counter = workdir / "attempts.txt"
+            attempts = (int(counter.read_text()) if counter.exists() else 0) + 1
+            counter.write_text(f"{attempts}\n")
         args = [a.replace("{tmp}", tmp) for a in cmd]
-        print(f"{label}: {' '.join(args)}", flush=True)
+        print(f"{label}: {' '.join(args)}" + (f" (attempt {attempts})" if attempts > 1 else ""), flush=True)
         t0 = time.perf_counter()
-        with open(f"{tmp}/log.txt", "w") as log:
+        with open(f"{tmp}/log.txt", "a" if workdir else "w") as log:
             proc = subprocess.run(args, stdout=log, stderr=subprocess.STDOUT, check=False,
                                   env={**os.environ, "OMP_NUM_THREADS": "1"})
         wall = time.perf_counter() - t0
@@ -78,9 +95,11 @@ def run_into(final: Path, cmd: list[str], kept: dict[str, str], label: str, pref
         part.mkdir(parents=True)
         for src, name in kept.items():
             shutil.copy2(Path(tmp, src), part / name)
-        record = {"cmd": [a.replace(tmp, "{tmp}") for a in args], "wall_s": round(wall, 1),
+        record = {"cmd": [a.replace(tmp, "{tmp}") for a in args], "wall_s": round(wall, 1), "attempts": attempts,
                   "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         (part / "job.json").write_text(json.dumps(record, indent=1) + "\n")
     part.rename(final)
+    if workdir is not None:
+        shutil.rmtree(workdir, ignore_errors=True)
     print(f"{label}: done in {wall:.0f} s -> {final}", flush=True)
     return wall

@@ -19,6 +19,8 @@ The arms (30 greedy evaluation episodes every 20,000 steps, one torch thread per
 ``--run`` works through the jobs as a queue that survives being stopped (``benchmarks/_queue.py``):
 each finished run lands in ``docs/results/fetchpush/<arm>/seed<S>/`` (rlblocks runs: ``config.json``,
 ``eval.csv``, ``progress.csv``; her_sb3 runs: ``rows.csv``; all: ``job.json`` with the wall time).
+An rlblocks run trains in ``<arm>/seed<S>.work/`` (ignored by git) with a checkpoint every 50,000 steps,
+so a worker of a later session continues a stopped one; a stopped her_sb3 run starts over.
 Needs mujoco 3.3–3.11 and gymnasium-robotics 1.4.2 (the ``robotics`` extra); run it with that Python::
 
     python benchmarks/fetchpush.py --run & python benchmarks/fetchpush.py --run
@@ -75,13 +77,31 @@ def job_command(job: tuple[str, int], steps: int = STEPS, every: int = EVERY, ep
         return cmd, {"rows.csv": "rows.csv"}
     cmd = [sys.executable, "-m", "rlblocks", "train", *how, "--set", f"eval_episodes={episodes}", "--env", env,
            "--seed", str(seed), "--steps", str(steps), "--eval-every", str(every), "--run-dir", "{tmp}/run",
-           "--threads", "1", "--checkpoint-every", "50000", "--no-progress"]
+           "--threads", "1", "--checkpoint-every", "50000", "--no-progress", "--resume"]
     return cmd, {f"run/{name}": name for name in RLBLOCKS_KEPT}
+
+
+def work_dir(root: Path, job: tuple[str, int]) -> Path | None:
+    """Where an rlblocks run trains (``<arm>/seed<S>.work/``, ignored by git): a later session's worker
+    continues it from its last checkpoint (``train --resume``). None for her_sb3 runs, which start over."""
+    return None if isinstance(ARMS[job[0]][0], str) else job_dir(root, job).with_name(f"seed{job[1]}.work")
 
 
 def run_job(root: Path, job: tuple[str, int], **kw) -> None:
     cmd, kept = job_command(job, **kw)
-    queue.run_into(job_dir(root, job), cmd, kept, f"{job[0]} seed {job[1]}", prefix="fetchpush-")
+    queue.run_into(job_dir(root, job), cmd, kept, f"{job[0]} seed {job[1]}", prefix="fetchpush-",
+                   workdir=work_dir(root, job))
+
+
+def wall_seconds(run: Path) -> float:
+    """A landed run's wall time: its process's (``job.json``), or for a run resumed across attempts the
+    training hours its ``progress.csv`` sums over them (time lost after a stopped attempt's last
+    checkpoint not counted)."""
+    job = json.loads((run / "job.json").read_text())
+    if job.get("attempts", 1) == 1 or not (run / "progress.csv").exists():
+        return job["wall_s"]
+    with open(run / "progress.csv", newline="") as fh:
+        return 3600.0 * float(list(csv.DictReader(fh))[-1]["hours"])
 
 
 def success_curve(run: Path) -> dict[int, float]:
@@ -103,12 +123,10 @@ def summary(root: Path, at: tuple[int, ...] = (100_000, 200_000, 300_000)) -> st
         if not run.exists():
             continue
         curve = success_curve(run)
-        job = json.loads((run / "job.json").read_text())
         steps = max(curve) if curve else math.nan
-        walls[arm, seed] = job["wall_s"]
+        walls[arm, seed] = wall = wall_seconds(run)
         cells = [f"{curve[s]:.2f}" if s in curve else "–" for s in at]
-        lines.append(f"| {arm} | {seed} | " + " | ".join(cells) + f" | {job['wall_s'] / 3600:.2f} | "
-                     f"{steps / job['wall_s']:.1f} |")
+        lines.append(f"| {arm} | {seed} | " + " | ".join(cells) + f" | {wall / 3600:.2f} | {steps / wall:.1f} |")
     for seed in sorted({s for (a, s) in walls if a == "sb3_sac_her"}):
         if ("sac_her", seed) in walls:
             lines.append(f"\nSeed {seed}: rlblocks SAC+HER {walls['sb3_sac_her', seed] / walls['sac_her', seed]:.2f}× "

@@ -63,9 +63,10 @@ def test_steve_efficiency_results_are_not_ignored_by_git():
     paths = [str(run / name) for name in bench.KEPT]
     check = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=ROOT, capture_output=True, text=True, check=False)
     assert check.returncode == 1, f"ignored by .gitignore: {check.stdout}"  # 1: none of the paths is ignored
-    lock = subprocess.run(["git", "check-ignore", "--no-index", f"{run}.job.lock", f"{run}.part/eval.csv"], cwd=ROOT,
-                          capture_output=True, text=True, check=False)
-    assert lock.stdout.split() == [f"{run}.job.lock", f"{run}.part/eval.csv"]  # locks and partial runs stay out
+    scratch = [f"{run}.job.lock", f"{run}.part/eval.csv", f"{run}.work/run/eval.csv"]
+    lock = subprocess.run(["git", "check-ignore", "--no-index", *scratch], cwd=ROOT, capture_output=True, text=True,
+                          check=False)
+    assert lock.stdout.split() == scratch  # locks, partial and unfinished runs stay out
 
 
 def test_run_into_lands_the_kept_files_with_a_job_record(tmp_path):
@@ -89,6 +90,23 @@ def test_run_into_a_failed_command_lands_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_run_into_a_workdir_outlives_a_stopped_attempt_and_the_next_one_continues(tmp_path):
+    queue = _load("_queue")
+    final, work = tmp_path / "arm" / "seed0", tmp_path / "arm" / "seed0.work"
+    # Each attempt appends one step to steps.txt; the job is done at 2 steps, an attempt that
+    # leaves it unfinished fails (as a killed run would leave its checkpoint behind).
+    script = ("import pathlib, sys; p = pathlib.Path(sys.argv[1], 'steps.txt'); "
+              "p.write_text(p.read_text() + 'x' if p.exists() else 'x'); sys.exit(0 if len(p.read_text()) >= 2 else 1)")
+    cmd = [sys.executable, "-c", script, "{tmp}"]
+    with pytest.raises(SystemExit):
+        queue.run_into(final, cmd, {"steps.txt": "steps.txt"}, "job", workdir=work)
+    assert not final.exists() and (work / "steps.txt").read_text() == "x"  # kept for the next attempt
+    queue.run_into(final, cmd, {"steps.txt": "steps.txt"}, "job", workdir=work)
+    assert (final / "steps.txt").read_text() == "xx"  # continued, not started over
+    assert json.loads((final / "job.json").read_text())["attempts"] == 2
+    assert not work.exists()  # removed once the files landed
+
+
 def test_fetchpush_queue_and_commands():
     from rlblocks.registry import get_algo
     from rlblocks.run import resolve_config
@@ -102,6 +120,9 @@ def test_fetchpush_queue_and_commands():
     assert cmd[cmd.index("--impls") + 1] == "sb3" and kept == {"rows.csv": "rows.csv"}
     cmd, kept = bench.job_command(("ddpg_baselines", 1))
     assert cmd[cmd.index("--steps") + 1] == "300000" and set(kept.values()) == set(bench.RLBLOCKS_KEPT)
+    # rlblocks runs continue across sessions from their .work directory; SB3's start over
+    assert "--resume" in cmd and bench.work_dir(Path("r"), ("ddpg_baselines", 1)) == Path("r/ddpg_baselines/seed1.work")
+    assert bench.work_dir(Path("r"), ("sb3_sac_her", 0)) is None
     # the arm's values are valid keys of its algorithm, with the preset under them
     sets = [a for i, a in enumerate(cmd) if "=" in a and "--set" in cmd[:i]]
     cfg = resolve_config(get_algo("ddpg"), "FetchPush-v4", None, dict(a.split("=", 1) for a in sets), "fetch-cpu-explore")
