@@ -229,6 +229,7 @@ def test_named_presets_apply_in_order(tmp_path):
     protoge = NAMED_PRESETS["protoge"][1]
     assert cfg.hidden_sizes == protoge["hidden_sizes"] and cfg.layer_norm and cfg.learning_starts == 5000
     assert (cfg.tau, cfg.target_update_every, cfg.her) == (0.05, 40, "rfaab_1_4_3_1_1")  # mrl's protoge_config
+    assert cfg.actor_layer_norm and cfg.grad_value_clip == 5.0
     assert cfg.batch_size == 64  # --set wins over the preset
     path = tmp_path / "c.json"
     path.write_text('{"preset": "fetch-cpu", "updates": {"batch_size": 128}}')

@@ -215,10 +215,12 @@ NAMED_PRESETS: dict[str, tuple[tuple[str, ...], dict, str]] = {
     # LayerNorm layers of its train_her.py: DDPG, gamma 0.98, lr 1e-3, batch 2000, Polyak 0.05 every 40
     # updates, 5,000 random steps (mrl: initial_explore 5000; its warm_up 2500 buffered steps before the
     # first update is one key here), Gaussian noise 0.1 and 10% uniform random actions (eexplore),
-    # action_l2 0.1, HER rfaab_1_4_3_1_1, targets clipped to [-1/(1-gamma), 0]. Not carried over: mrl's
-    # gradient value clip at 5 (no such key) and LayerNorm in the actor (``layer_norm`` is the critic's).
+    # action_l2 0.1, HER rfaab_1_4_3_1_1, targets clipped to [-1/(1-gamma), 0], LayerNorm in actor and
+    # critic and each gradient element clipped to ±5. The critic's LayerNorm has no affine parameters
+    # (it is batched over the ensemble), mrl's has.
     "protoge": (("ddpg", "td3"),
-                {"hidden_sizes": [512, 512, 512], "layer_norm": True, "gamma": 0.98, "actor_lr": 1e-3,
+                {"hidden_sizes": [512, 512, 512], "layer_norm": True, "actor_layer_norm": True,
+                 "grad_value_clip": 5.0, "gamma": 0.98, "actor_lr": 1e-3,
                  "critic_lr": 1e-3, "batch_size": 2000, "tau": 0.05, "target_update_every": 40,
                  "learning_starts": 5000, "exploration_noise": 0.1, "random_eps": 0.1, "action_l2": 0.1,
                  "her": "rfaab_1_4_3_1_1", "her_clip_target": True, "normalize_obs": True, "obs_clip": 5.0},

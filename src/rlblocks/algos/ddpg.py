@@ -95,7 +95,7 @@ class DDPG(OffPolicyAlgorithm):
             b_q, target = self.agent.target(b)
 
         critic_loss, q_values = self.critic.td_loss(b_q, target)  # sum_e mean (Q_e - y)^2, [E, B]
-        adam_step(self.critic_opt, critic_loss)
+        adam_step(self.critic_opt, critic_loss, cfg.grad_value_clip)
 
         if (self.updates + 1) % cfg.policy_delay == 0:  # TD3 delayed policy updates (Sec. 5.2)
             # Deterministic policy gradient: maximise Q_1(s, mu(s)); critic weights detached.
@@ -104,7 +104,7 @@ class DDPG(OffPolicyAlgorithm):
             actor_loss = -q(critic_in(), action, detach_params=True, members=_FIRST).mean()
             if cfg.action_l2 > 0:
                 actor_loss = actor_loss + cfg.action_l2 * action.square().mean()
-            adam_step(self.actor_opt, actor_loss)
+            adam_step(self.actor_opt, actor_loss, cfg.grad_value_clip)
             if self.target_update_due((self.updates + 1) // cfg.policy_delay):
                 polyak_update(self._target, self._online, cfg.tau)
             self._last_actor_loss = actor_loss.detach()

@@ -33,6 +33,10 @@ class OffPolicyConfig(SequenceConfig):
     critic_lr: float = param(3e-4, low=0.0, high=1.0, low_open=True, help="critic Adam learning rate")
     num_critics: int = param(2, low=1, high=64, help="Q ensemble size (min over members in targets)")
     layer_norm: bool = param(False, help="LayerNorm in the critic's hidden layers")
+    actor_layer_norm: bool = param(False, help="LayerNorm in the actor's hidden layers (mrl's layer_norm puts it in both)")
+    # mrl clips each gradient element before its Adam steps (protoge_config: grad_value_clipping 5).
+    grad_value_clip: float = param(0.0, low=0.0, help="clip every gradient element to [-c, c] before each "
+                                   "actor/critic step (0: off; mrl's grad_value_clipping)")
     # merl adds a module (MERLHeads, an AuxiliaryLoss; see registry.py): the critic does not know it
     merl: bool = param(False, help="MERL auxiliary heads (variance explained, future state) on the critic trunk")
     ve_coef: float = param(0.5, low=0.0, help="MERL: weight of the variance-explained loss")
@@ -48,10 +52,14 @@ class OffPolicyConfig(SequenceConfig):
             raise ConfigError(f"merl=true is feed-forward only; arch={self.arch} has no MERL heads")
 
 
-def adam_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-    """zero_grad → backward → step."""
+def adam_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip_value: float = 0.0) -> None:
+    """zero_grad → backward → (with ``clip_value > 0``: each gradient element clipped to
+    ``[-clip_value, clip_value]``, as ``nn.utils.clip_grad_value_``) → step. Parameters the loss does
+    not reach have no gradient and are skipped by both the clip and Adam."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if clip_value > 0:
+        torch.nn.utils.clip_grad_value_([p for g in optimizer.param_groups for p in g["params"]], clip_value)
     optimizer.step()
 
 
@@ -159,7 +167,8 @@ class GaussianPolicy(Policy):
     """Squashed-Gaussian policy (SAC): samples while training, ``tanh(mean)`` when deterministic."""
 
     def __init__(self, obs_dim: int, act_dim: int, cfg: OffPolicyConfig, device: torch.device):
-        super().__init__(SquashedGaussianActor(obs_dim, act_dim, cfg.hidden_sizes), act_dim, cfg.learning_starts, device)
+        actor = SquashedGaussianActor(obs_dim, act_dim, cfg.hidden_sizes, cfg.actor_layer_norm)
+        super().__init__(actor, act_dim, cfg.learning_starts, device)
 
     def explore_action(self, obs):
         return self.actor.sample(obs)[0]
@@ -185,7 +194,8 @@ class DeterministicPolicy(Policy):
     """
 
     def __init__(self, obs_dim: int, act_dim: int, cfg, num_envs: int, device: torch.device):
-        super().__init__(DeterministicActor(obs_dim, act_dim, cfg.hidden_sizes), act_dim, cfg.learning_starts, device)
+        actor = DeterministicActor(obs_dim, act_dim, cfg.hidden_sizes, cfg.actor_layer_norm)
+        super().__init__(actor, act_dim, cfg.learning_starts, device)
         self.actor_target = target_copy(self.actor)
         self.noise = make_noise(cfg.noise_type, num_envs, act_dim, cfg.exploration_noise)
         self.random_eps = cfg.random_eps

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rlblocks.algos.off_policy import OffPolicyAlgorithm, OffPolicyConfig, make_adam
+from rlblocks.algos.off_policy import OffPolicyAlgorithm, OffPolicyConfig, adam_step, make_adam
 from rlblocks.config import param
 from rlblocks.nets import polyak_update
 
@@ -88,9 +88,7 @@ class SAC(OffPolicyAlgorithm):
         # Critic loss (Eq. 5): 1/2 (Q_i(s, a) - y)^2, summed over the ensemble (+ MERL's heads).
         critic_loss, q_values = self.critic.td_loss(b_q, target, scale=0.5)  # q_values [E, B]
         if self.cfg.sequential_update:  # step the critic first; the policy then sees the new critic
-            self.optimizer.zero_grad(set_to_none=True)
-            critic_loss.backward()
-            self.optimizer.step()  # only the critic has gradients; Adam skips the others
+            adam_step(self.optimizer, critic_loss, self.cfg.grad_value_clip)  # only the critic has gradients
 
         # Policy loss (Eq. 7): E[alpha log pi(a|s) - min_i Q_i(s, a)], a = tanh(mu + sigma eps).
         # Critic weights are detached: the policy loss moves only the actor.
@@ -106,9 +104,7 @@ class SAC(OffPolicyAlgorithm):
         loss = actor_loss + alpha_loss
         if not self.cfg.sequential_update:
             loss = loss + critic_loss
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        adam_step(self.optimizer, loss, self.cfg.grad_value_clip)
         if self.target_update_due(self.updates + 1):
             polyak_update(self._q_target_params, self._q_params, self.cfg.tau)
         return critic_loss.detach(), actor_loss.detach(), alpha, -log_prob.detach().mean(), q_values.detach().mean()

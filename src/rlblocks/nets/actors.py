@@ -21,9 +21,9 @@ class DeterministicActor(nn.Module):
     Shapes: ``obs [B, obs_dim]`` → ``[B, act_dim]`` in [-1, 1].
     """
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: list[int]):
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: list[int], layer_norm: bool = False):
         super().__init__()
-        self.net = mlp(obs_dim, hidden_sizes, act_dim)
+        self.net = mlp(obs_dim, hidden_sizes, act_dim, layer_norm=layer_norm)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.net(obs))
@@ -47,9 +47,9 @@ class SquashedGaussianActor(nn.Module):
     (``tests/test_sb3_equivalence.py``).
     """
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: list[int]):
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: list[int], layer_norm: bool = False):
         super().__init__()
-        self.net = mlp(obs_dim, hidden_sizes, 2 * act_dim)
+        self.net = mlp(obs_dim, hidden_sizes, 2 * act_dim, layer_norm=layer_norm)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns ``(mean, log_std)``, each ``[B, act_dim]``."""
