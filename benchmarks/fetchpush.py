@@ -7,6 +7,8 @@ The arms (30 greedy evaluation episodes every 20,000 steps, one torch thread per
   settings on both sides: SAC, 256×256, batch 256, lr 1e-3, gamma 0.98, Polyak 0.005, HER future_4, one
   update per env step). Seed 0, the issue's side-by-side run; both run at once, one per core, so the
   wall times (whole processes, ``job.json``) are measured under the same load.
+- ``sac_her_raw``: ``sac_her`` as an ``rlblocks train`` run without the goal-env normaliser and target
+  clip, SB3's inputs and targets: does either explain the gap in success to SB3?
 - ``ddpg_baselines``: HER's DDPG as OpenAI baselines runs it on one CPU (Plappert et al. 2018, arXiv
   1802.09464; baselines ``her/experiment/config.py``): the ``fetch-cpu-explore`` preset (random_eps 0.3,
   noise 0.2, action_l2 1.0, future_4, targets clipped) with 3×256 layers, 40 updates of batch 256 per
@@ -50,6 +52,10 @@ _EXPLORE = ["--algo", "ddpg", "--preset", "fetch-cpu-explore"]
 ARMS: dict[str, tuple[str | list[str], tuple[int, ...]]] = {
     "sb3_sac_her": ("sb3", (0,)),
     "sac_her": ("rlblocks", (0,)),
+    # sac_her with SB3's inputs and targets: raw observations, unclipped targets (session 14: at 300k
+    # sac_her was still at chance, 0.07, where SB3 had left it by 140k)
+    "sac_her_raw": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "normalize_obs=false",
+                     "her_clip_target=false", "tau=0.005", "alpha_lr=0.001", "buffer_size=1000000"], (0,)),
     "ddpg_baselines": ([*_EXPLORE, "--set", "hidden_sizes=256,256,256", "train_freq=5", "gradient_steps=2",
                         "target_update_every=40", "tau=0.05"], (0, 1)),
     "ddpg_fa22": ([*_EXPLORE, "--set", "her=futureactual_2_2"], (0, 1)),

@@ -114,8 +114,8 @@ def test_fetchpush_queue_and_commands():
     bench = _load("fetchpush")
     jobs = bench.queue_jobs()
     assert jobs[:2] == [("sb3_sac_her", 0), ("sac_her", 0)]  # the side-by-side pair first: two workers run it at once
-    assert jobs[2:] == [("ddpg_baselines", 0), ("ddpg_baselines", 1), ("ddpg_fa22", 0), ("ddpg_fa22", 1)]
-    assert bench.job_dir(Path("r"), jobs[2]) == Path("r/ddpg_baselines/seed0")
+    assert jobs[2:] == [("sac_her_raw", 0), ("ddpg_baselines", 0), ("ddpg_baselines", 1), ("ddpg_fa22", 0), ("ddpg_fa22", 1)]
+    assert bench.job_dir(Path("r"), jobs[3]) == Path("r/ddpg_baselines/seed0")
     cmd, kept = bench.job_command(("sb3_sac_her", 0))
     assert cmd[cmd.index("--impls") + 1] == "sb3" and kept == {"rows.csv": "rows.csv"}
     cmd, kept = bench.job_command(("ddpg_baselines", 1))
@@ -123,6 +123,10 @@ def test_fetchpush_queue_and_commands():
     # rlblocks runs continue across sessions from their .work directory; SB3's start over
     assert "--resume" in cmd and bench.work_dir(Path("r"), ("ddpg_baselines", 1)) == Path("r/ddpg_baselines/seed1.work")
     assert bench.work_dir(Path("r"), ("sb3_sac_her", 0)) is None
+    cmd, _ = bench.job_command(("sac_her_raw", 0))
+    sets = [a for i, a in enumerate(cmd) if "=" in a and "--set" in cmd[:i]]
+    cfg = resolve_config(get_algo("sac"), "FetchPush-v4", None, dict(a.split("=", 1) for a in sets), "fetch-cpu")
+    assert (cfg.normalize_obs, cfg.her_clip_target, cfg.tau, cfg.alpha_lr, cfg.her) == (False, False, 0.005, 1e-3, "future_4")
     # the arm's values are valid keys of its algorithm, with the preset under them
     sets = [a for i, a in enumerate(cmd) if "=" in a and "--set" in cmd[:i]]
     cfg = resolve_config(get_algo("ddpg"), "FetchPush-v4", None, dict(a.split("=", 1) for a in sets), "fetch-cpu-explore")
