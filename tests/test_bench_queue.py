@@ -123,12 +123,12 @@ def test_fetchpush_queue_and_commands():
     # rlblocks runs continue across sessions from their .work directory; SB3's start over
     assert "--resume" in cmd and bench.work_dir(Path("r"), ("ddpg_baselines", 1)) == Path("r/ddpg_baselines/seed1.work")
     assert bench.work_dir(Path("r"), ("sb3_sac_her", 0)) is None
-    cmd, _ = bench.job_command(("sac_her_raw", 0))
-    sets = [a for i, a in enumerate(cmd) if "=" in a and "--set" in cmd[:i]]
-    cfg = resolve_config(get_algo("sac"), "FetchPush-v4", None, dict(a.split("=", 1) for a in sets), "fetch-cpu")
-    assert (cfg.normalize_obs, cfg.her_clip_target, cfg.tau, cfg.alpha_lr, cfg.her) == (False, False, 0.005, 1e-3, "future_4")
     # the arm's values are valid keys of its algorithm, with the preset under them
     sets = [a for i, a in enumerate(cmd) if "=" in a and "--set" in cmd[:i]]
     cfg = resolve_config(get_algo("ddpg"), "FetchPush-v4", None, dict(a.split("=", 1) for a in sets), "fetch-cpu-explore")
     assert (cfg.target_update_every, cfg.tau, cfg.hidden_sizes, cfg.random_eps, cfg.eval_episodes) == \
         (40, 0.05, [256, 256, 256], 0.3, 30)
+    cmd, _ = bench.job_command(("sac_her_raw", 0))
+    sets = [a for i, a in enumerate(cmd) if "=" in a and "--set" in cmd[:i]]
+    cfg = resolve_config(get_algo("sac"), "FetchPush-v4", None, dict(a.split("=", 1) for a in sets), "fetch-cpu")
+    assert (cfg.normalize_obs, cfg.her_clip_target, cfg.tau, cfg.alpha_lr, cfg.her) == (False, False, 0.005, 1e-3, "future_4")
