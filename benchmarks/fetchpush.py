@@ -9,6 +9,9 @@ The arms (30 greedy evaluation episodes every 20,000 steps, one torch thread per
   wall times (whole processes, ``job.json``) are measured under the same load.
 - ``sac_her_raw``: ``sac_her`` as an ``rlblocks train`` run without the goal-env normaliser and target
   clip, SB3's inputs and targets: does either explain the gap in success to SB3?
+- ``sac_her_floor``: ``sac_her`` with the normaliser's std floored at 0.01 (``obs_norm_eps=1e-4``) as in
+  HER's baselines, so features that barely vary (the fingers, the untouched block's rotation) are not
+  blown up to ±5 by their first small change.
 - ``ddpg_baselines``: HER's DDPG as OpenAI baselines runs it on one CPU (Plappert et al. 2018, arXiv
   1802.09464; baselines ``her/experiment/config.py``): the ``fetch-cpu-explore`` preset (random_eps 0.3,
   noise 0.2, action_l2 1.0, future_4, targets clipped) with 3×256 layers, 40 updates of batch 256 per
@@ -56,6 +59,9 @@ ARMS: dict[str, tuple[str | list[str], tuple[int, ...]]] = {
     # sac_her was still at chance, 0.07, where SB3 had left it by 140k)
     "sac_her_raw": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "normalize_obs=false",
                      "her_clip_target=false", "tau=0.005", "alpha_lr=0.001", "buffer_size=1000000"], (0,)),
+    # sac_her with the normaliser's std floored at 0.01 as HER baselines' (obs_norm_eps=1e-4)
+    "sac_her_floor": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "obs_norm_eps=0.0001", "tau=0.005",
+                       "alpha_lr=0.001", "buffer_size=1000000"], (0,)),
     "ddpg_baselines": ([*_EXPLORE, "--set", "hidden_sizes=256,256,256", "train_freq=5", "gradient_steps=2",
                         "target_update_every=40", "tau=0.05"], (0, 1)),
     "ddpg_fa22": ([*_EXPLORE, "--set", "her=futureactual_2_2"], (0, 1)),

@@ -114,8 +114,8 @@ def test_fetchpush_queue_and_commands():
     bench = _load("fetchpush")
     jobs = bench.queue_jobs()
     assert jobs[:2] == [("sb3_sac_her", 0), ("sac_her", 0)]  # the side-by-side pair first: two workers run it at once
-    assert jobs[2:] == [("sac_her_raw", 0), ("ddpg_baselines", 0), ("ddpg_baselines", 1), ("ddpg_fa22", 0), ("ddpg_fa22", 1)]
-    assert bench.job_dir(Path("r"), jobs[3]) == Path("r/ddpg_baselines/seed0")
+    assert jobs[2:] == [("sac_her_raw", 0), ("sac_her_floor", 0), ("ddpg_baselines", 0), ("ddpg_baselines", 1), ("ddpg_fa22", 0), ("ddpg_fa22", 1)]
+    assert bench.job_dir(Path("r"), jobs[4]) == Path("r/ddpg_baselines/seed0")
     cmd, kept = bench.job_command(("sb3_sac_her", 0))
     assert cmd[cmd.index("--impls") + 1] == "sb3" and kept == {"rows.csv": "rows.csv"}
     cmd, kept = bench.job_command(("ddpg_baselines", 1))
@@ -132,3 +132,7 @@ def test_fetchpush_queue_and_commands():
     sets = [a for i, a in enumerate(cmd) if "=" in a and "--set" in cmd[:i]]
     cfg = resolve_config(get_algo("sac"), "FetchPush-v4", None, dict(a.split("=", 1) for a in sets), "fetch-cpu")
     assert (cfg.normalize_obs, cfg.her_clip_target, cfg.tau, cfg.alpha_lr, cfg.her) == (False, False, 0.005, 1e-3, "future_4")
+    cmd, _ = bench.job_command(("sac_her_floor", 0))
+    sets = [a for i, a in enumerate(cmd) if "=" in a and "--set" in cmd[:i]]
+    cfg = resolve_config(get_algo("sac"), "FetchPush-v4", None, dict(a.split("=", 1) for a in sets), "fetch-cpu")
+    assert (cfg.normalize_obs, cfg.obs_norm_eps, cfg.her_clip_target) == (True, 1e-4, True)

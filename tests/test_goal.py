@@ -66,6 +66,21 @@ def test_goal_normalizer_per_key_clips():
     assert plain({"observation": torch.ones(1, 2), "desired_goal": torch.zeros(1, 1)}).tolist() == [[1.0, 1.0, 0.0]]
 
 
+def test_goal_normalizer_eps_floors_the_std_of_a_constant_feature():
+    """A feature constant so far (FetchPush's finger width before a touch): with the default eps its
+    first change of 1e-3 is blown up to the clip; obs_norm_eps=1e-4 keeps the std at >= 0.01."""
+    n = 100_000  # enough rows that the statistics' prior (var 1 at count 1e-4) is gone: var ~ 1e-9
+    nxt = {"observation": torch.full((n, 1), 0.02), "achieved_goal": torch.zeros(n, 1), "desired_goal": torch.zeros(n, 1)}
+    touched = {"observation": torch.tensor([[0.021]]), "achieved_goal": torch.zeros(1, 1), "desired_goal": torch.zeros(1, 1)}
+    outs = []
+    for eps in (1e-8, 1e-4):
+        norm = GoalNormalizer(1, 1, normalize=True, clip=5.0, eps=eps)
+        norm.process_experience({"next_obs": nxt})
+        outs.append(norm(touched)[0, 0].item())
+    # 0.001 / sqrt(0 + 1e-8) = 10 -> clipped to 5; 0.001 / sqrt(0 + 1e-4) = 0.1
+    assert outs == pytest.approx([5.0, 0.1], rel=1e-3)
+
+
 def read(path):
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))

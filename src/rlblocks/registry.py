@@ -112,8 +112,8 @@ def _normalizer(env: EnvRunner, cfg: ReplayConfig, device: torch.device):
     if env.goal:
         shapes = goal_shapes(env.obs_space)
         return GoalNormalizer(shapes["observation"][0], shapes["desired_goal"][0], cfg.normalize_obs,
-                              cfg.obs_clip).to(device)
-    return ObsNormalizer(env.obs_space.shape, cfg.normalize_obs, cfg.obs_clip).to(device)
+                              cfg.obs_clip, cfg.obs_norm_eps).to(device)
+    return ObsNormalizer(env.obs_space.shape, cfg.normalize_obs, cfg.obs_clip, cfg.obs_norm_eps).to(device)
 
 
 def _replay(env: EnvRunner, cfg: ReplayConfig, act_dim: int, device: torch.device,

@@ -29,11 +29,11 @@ class GoalNormalizer(Module):
     name = "normalizer"
     enabled = True
 
-    def __init__(self, obs_dim: int, goal_dim: int, normalize: bool, clip: float = 5.0):
+    def __init__(self, obs_dim: int, goal_dim: int, normalize: bool, clip: float = 5.0, eps: float = 1e-8):
         super().__init__()
         self.normalize = normalize
-        self.obs_rms = RunningMeanStd((obs_dim,), clip=clip)
-        self.goal_rms = RunningMeanStd((goal_dim,), clip=clip)
+        self.obs_rms = RunningMeanStd((obs_dim,), clip=clip, eps=eps)
+        self.goal_rms = RunningMeanStd((goal_dim,), clip=clip, eps=eps)
 
     def process_experience(self, exp) -> None:
         if self.normalize:

@@ -19,10 +19,10 @@ class ObsNormalizer(Module):
 
     name = "normalizer"
 
-    def __init__(self, obs_shape: tuple[int, ...], enabled: bool, clip: float = 10.0):
+    def __init__(self, obs_shape: tuple[int, ...], enabled: bool, clip: float = 10.0, eps: float = 1e-8):
         super().__init__()
         self.enabled = enabled
-        self.rms = RunningMeanStd(obs_shape, clip=clip)
+        self.rms = RunningMeanStd(obs_shape, clip=clip, eps=eps)
 
     def process_experience(self, exp) -> None:
         if self.enabled:
