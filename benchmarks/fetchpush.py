@@ -12,6 +12,8 @@ The arms (30 greedy evaluation episodes every 20,000 steps, one torch thread per
 - ``sac_her_floor``: ``sac_her`` with the normaliser's std floored at 0.01 (``obs_norm_eps=1e-4``) as in
   HER's baselines, so features that barely vary (the fingers, the untouched block's rotation) are not
   blown up to ±5 by their first small change.
+- ``sac_her_noclip`` / ``sac_her_clip``: the two halves apart, the normaliser (mrl's eps 1e-8) without the
+  target clip, and the target clip on raw inputs.
 - ``ddpg_baselines``: HER's DDPG as OpenAI baselines runs it on one CPU (Plappert et al. 2018, arXiv
   1802.09464; baselines ``her/experiment/config.py``): the ``fetch-cpu-explore`` preset (random_eps 0.3,
   noise 0.2, action_l2 1.0, future_4, targets clipped) with 3×256 layers, 40 updates of batch 256 per
@@ -62,6 +64,12 @@ ARMS: dict[str, tuple[str | list[str], tuple[int, ...]]] = {
     # sac_her with the normaliser's std floored at 0.01 as HER baselines' (obs_norm_eps=1e-4)
     "sac_her_floor": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "obs_norm_eps=0.0001", "tau=0.005",
                        "alpha_lr=0.001", "buffer_size=1000000"], (0,)),
+    # the two halves of the split: the normaliser (mrl's eps 1e-8) without the target clip, and the
+    # target clip on raw inputs
+    "sac_her_noclip": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "her_clip_target=false", "tau=0.005",
+                        "alpha_lr=0.001", "buffer_size=1000000"], (0,)),
+    "sac_her_clip": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "normalize_obs=false", "tau=0.005",
+                      "alpha_lr=0.001", "buffer_size=1000000"], (0,)),
     "ddpg_baselines": ([*_EXPLORE, "--set", "hidden_sizes=256,256,256", "train_freq=5", "gradient_steps=2",
                         "target_update_every=40", "tau=0.05"], (0, 1)),
     "ddpg_fa22": ([*_EXPLORE, "--set", "her=futureactual_2_2"], (0, 1)),
