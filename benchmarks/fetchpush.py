@@ -63,7 +63,7 @@ ARMS: dict[str, tuple[str | list[str], tuple[int, ...]]] = {
                      "her_clip_target=false", "tau=0.005", "alpha_lr=0.001", "buffer_size=1000000"], (0,)),
     # sac_her with the normaliser's std floored at 0.01 as HER baselines' (obs_norm_eps=1e-4)
     "sac_her_floor": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "obs_norm_eps=0.0001", "tau=0.005",
-                       "alpha_lr=0.001", "buffer_size=1000000"], (0,)),
+                       "alpha_lr=0.001", "buffer_size=1000000"], (0, 1)),
     # the two halves of the split: the normaliser (mrl's eps 1e-8) without the target clip, and the
     # target clip on raw inputs
     "sac_her_noclip": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "her_clip_target=false", "tau=0.005",
