@@ -66,8 +66,8 @@ ARMS: dict[str, tuple[str | list[str], tuple[int, ...]]] = {
                        "alpha_lr=0.001", "buffer_size=1000000"], (0, 1)),
     # the two halves of the split: the normaliser (mrl's eps 1e-8) without the target clip, and the
     # target clip on raw inputs
-    "sac_her_noclip": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "her_clip_target=false", "tau=0.005",
-                        "alpha_lr=0.001", "buffer_size=1000000"], (0,)),
+    "sac_her_noclip": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "her_clip_target=false",
+                        "obs_norm_eps=1e-8", "tau=0.005", "alpha_lr=0.001", "buffer_size=1000000"], (0,)),
     "sac_her_clip": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "normalize_obs=false", "tau=0.005",
                       "alpha_lr=0.001", "buffer_size=1000000"], (0,)),
     "ddpg_baselines": ([*_EXPLORE, "--set", "hidden_sizes=256,256,256", "train_freq=5", "gradient_steps=2",

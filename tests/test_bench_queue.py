@@ -137,8 +137,8 @@ def test_fetchpush_queue_and_commands():
     sets = [a for i, a in enumerate(cmd) if "=" in a and "--set" in cmd[:i]]
     cfg = resolve_config(get_algo("sac"), "FetchPush-v4", None, dict(a.split("=", 1) for a in sets), "fetch-cpu")
     assert (cfg.normalize_obs, cfg.obs_norm_eps, cfg.her_clip_target) == (True, 1e-4, True)
-    for arm, want in {"sac_her_noclip": (True, False), "sac_her_clip": (False, True)}.items():
+    for arm, want in {"sac_her_noclip": (True, False, 1e-8), "sac_her_clip": (False, True, 1e-4)}.items():
         cmd, _ = bench.job_command((arm, 0))
         sets = [a for i, a in enumerate(cmd) if "=" in a and "--set" in cmd[:i]]
         cfg = resolve_config(get_algo("sac"), "FetchPush-v4", None, dict(a.split("=", 1) for a in sets), "fetch-cpu")
-        assert (cfg.normalize_obs, cfg.her_clip_target) == want, arm
+        assert (cfg.normalize_obs, cfg.her_clip_target, cfg.obs_norm_eps) == want, arm

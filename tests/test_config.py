@@ -231,6 +231,11 @@ def test_named_presets_apply_in_order(tmp_path):
     assert (cfg.tau, cfg.target_update_every, cfg.her) == (0.05, 40, "rfaab_1_4_3_1_1")  # mrl's protoge_config
     assert cfg.actor_layer_norm and cfg.grad_value_clip == 5.0
     assert cfg.batch_size == 64  # --set wins over the preset
+    # goal envs floor the normaliser's std at 0.01 (HER baselines); protoge keeps mrl's eps 1e-8
+    for algo in ("ddpg", "td3", "sac"):
+        assert resolve_config(get_algo(algo), "FetchPush-v4", None).obs_norm_eps == 1e-4
+        assert resolve_config(get_algo(algo), "Pendulum-v1", None).obs_norm_eps == 1e-8
+    assert resolve_config(get_algo("ddpg"), "FetchPush-v4", None, None, "protoge").obs_norm_eps == 1e-8
     path = tmp_path / "c.json"
     path.write_text('{"preset": "fetch-cpu", "updates": {"batch_size": 128}}')
     cfg = resolve_config(get_algo("td3"), "Pendulum-v1", str(path))

@@ -202,8 +202,12 @@ def _service_modules(env_id: str, cfg: BaseConfig, seed: int, opts: RunOptions) 
 _PENDULUM = {"learning_starts": 1000, "actor_lr": 1e-3, "critic_lr": 1e-3, "hidden_sizes": [64, 64]}
 
 # Goal envs (gymnasium-robotics Fetch*, PointMaze*): mrl's normaliser (per key, raw clip 200,
-# normalised clip 5), HER's gamma 0.98 and targets clipped to the sparse-reward range.
-_GOAL_ENV = {"normalize_obs": True, "obs_clip": 5.0, "gamma": 0.98, "her_clip_target": True,
+# normalised clip 5) with each std floored at 0.01 as HER's baselines (obs_norm_eps 1e-4), HER's gamma
+# 0.98 and targets clipped to the sparse-reward range. The floor: with mrl's eps 1e-8, features that sat
+# still until the block was first touched (its rotation and velocities) were blown up to ±5 by their
+# first small change, and SAC + HER on FetchPush-v4 stayed at chance (0.07) to 300k steps; with the
+# floor it left chance at ~200k (docs/benchmarks.md, FetchPush).
+_GOAL_ENV = {"normalize_obs": True, "obs_clip": 5.0, "obs_norm_eps": 1e-4, "gamma": 0.98, "her_clip_target": True,
              "actor_lr": 1e-3, "critic_lr": 1e-3, "learning_starts": 1000}
 _GOAL_PRESETS = {"Fetch*": _GOAL_ENV, "PointMaze*": _GOAL_ENV}
 _FETCH_CPU = {**_GOAL_ENV, "hidden_sizes": [256, 256], "batch_size": 256, "her": "future_4"}
@@ -223,7 +227,8 @@ NAMED_PRESETS: dict[str, tuple[tuple[str, ...], dict, str]] = {
                  "grad_value_clip": 5.0, "gamma": 0.98, "actor_lr": 1e-3,
                  "critic_lr": 1e-3, "batch_size": 2000, "tau": 0.05, "target_update_every": 40,
                  "learning_starts": 5000, "exploration_noise": 0.1, "random_eps": 0.1, "action_l2": 0.1,
-                 "her": "rfaab_1_4_3_1_1", "her_clip_target": True, "normalize_obs": True, "obs_clip": 5.0},
+                 "her": "rfaab_1_4_3_1_1", "her_clip_target": True, "normalize_obs": True, "obs_clip": 5.0,
+                 "obs_norm_eps": 1e-8},
                 ("mrl's protoge_config (3x512 + LayerNorm, batch 2000, Polyak 0.05 every 40 updates, "
                  "HER rfaab_1_4_3_1_1)")),
     # Fetch on a 2-core CPU: 256×256, batch 256, 1k warm-up; DDPG+HER reached 1.00 eval success on
