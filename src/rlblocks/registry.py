@@ -203,10 +203,10 @@ _PENDULUM = {"learning_starts": 1000, "actor_lr": 1e-3, "critic_lr": 1e-3, "hidd
 
 # Goal envs (gymnasium-robotics Fetch*, PointMaze*): mrl's normaliser (per key, raw clip 200,
 # normalised clip 5) with each std floored at 0.01 as HER's baselines (obs_norm_eps 1e-4), HER's gamma
-# 0.98 and targets clipped to the sparse-reward range. The floor: with mrl's eps 1e-8, features that sat
-# still until the block was first touched (its rotation and velocities) were blown up to ±5 by their
-# first small change, and SAC + HER on FetchPush-v4 stayed at chance (0.07) to 300k steps; with the
-# floor it left chance at ~200k (docs/benchmarks.md, FetchPush).
+# 0.98 and targets clipped to the sparse-reward range. The floor: with mrl's eps 1e-8, SAC + HER on
+# FetchPush-v4 stayed at chance (0.07) to 300k steps; with the floor it left chance at ~200k (one seed
+# each, docs/benchmarks.md, FetchPush). What the floor changes there: the near-still velocity features
+# (the block's, std 0.01-0.03, the blocked fingers', std 0.003) enter the networks 1.3-3x smaller.
 _GOAL_ENV = {"normalize_obs": True, "obs_clip": 5.0, "obs_norm_eps": 1e-4, "gamma": 0.98, "her_clip_target": True,
              "actor_lr": 1e-3, "critic_lr": 1e-3, "learning_starts": 1000}
 _GOAL_PRESETS = {"Fetch*": _GOAL_ENV, "PointMaze*": _GOAL_ENV}
