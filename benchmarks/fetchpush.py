@@ -60,7 +60,7 @@ ARMS: dict[str, tuple[str | list[str], tuple[int, ...]]] = {
     # sac_her with SB3's inputs and targets: raw observations, unclipped targets (session 14: at 300k
     # sac_her was still at chance, 0.07, where SB3 had left it by 140k)
     "sac_her_raw": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "normalize_obs=false",
-                     "her_clip_target=false", "tau=0.005", "alpha_lr=0.001", "buffer_size=1000000"], (0,)),
+                     "her_clip_target=false", "tau=0.005", "alpha_lr=0.001", "buffer_size=1000000"], (0, 1)),
     # sac_her with the normaliser's std floored at 0.01 as HER baselines' (obs_norm_eps=1e-4)
     "sac_her_floor": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "obs_norm_eps=0.0001", "tau=0.005",
                        "alpha_lr=0.001", "buffer_size=1000000"], (0, 1)),
