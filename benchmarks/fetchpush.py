@@ -31,7 +31,7 @@ so a worker of a later session continues a stopped one; a stopped her_sb3 run st
 Needs mujoco 3.3–3.11 and gymnasium-robotics 1.4.2 (the ``robotics`` extra); run it with that Python::
 
     python benchmarks/fetchpush.py --run & python benchmarks/fetchpush.py --run
-    python benchmarks/fetchpush.py --summary
+    python benchmarks/fetchpush.py --summary --plot docs/results/fetchpush/success.png
 
 ``--summary`` prints eval success per arm and seed at 100k / 200k / 300k, each run's wall time and env
 steps/s, and the rlblocks / SB3 speed ratio for the seeds both sides finished.
@@ -154,10 +154,28 @@ def summary(root: Path, at: tuple[int, ...] = (100_000, 200_000, 300_000)) -> st
     return "\n".join(lines) + "\n"
 
 
+def plot(root: Path, out: Path) -> list[Path]:
+    """Eval success against env steps per arm (mean ± s.e. over its landed seeds) with
+    :func:`rlblocks.plot.plot_curves`; the tables land beside the figure. Returns the written paths."""
+    import numpy as np
+
+    from rlblocks.plot import plot_curves
+
+    grouped: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for arm, seed in queue_jobs():
+        run = job_dir(root, (arm, seed))
+        if run.exists():
+            curve = sorted(success_curve(run).items())
+            grouped.setdefault(arm, []).append((np.array([s for s, _ in curve]), np.array([v for _, v in curve])))
+    return list(plot_curves({ENV: grouped}, out, "success", title="FetchPush-v4, HER", where=str(root)))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", action="store_true", help="run (or continue) the queue of runs into --runs")
     p.add_argument("--summary", action="store_true", help="print the table of the landed runs")
+    p.add_argument("--plot", type=Path, default=None, metavar="PNG",
+                   help="draw the landed runs' success curves (mean ± s.e. per arm) to this figure")
     p.add_argument("--runs", type=Path, default=RUNS, help=f"where finished runs land (default {RUNS})")
     p.add_argument("--arms", default=None, help=f"--run: only these arms, comma-separated ({', '.join(ARMS)})")
     args = p.parse_args(argv)
@@ -170,10 +188,13 @@ def main(argv: list[str] | None = None) -> int:
         ran = queue.run_queue(jobs, lambda job: job_dir(args.runs, job), lambda job: run_job(args.runs, job))
         print(f"queue: ran {ran} runs here; finished: {sum(job_dir(args.runs, j).exists() for j in jobs)}/{len(jobs)}")
         return 0
-    if args.summary:
-        print(summary(args.runs), end="")
+    if args.summary or args.plot:
+        if args.summary:
+            print(summary(args.runs), end="")
+        if args.plot:
+            print("wrote", *plot(args.runs, args.plot))
         return 0
-    p.error("give --run or --summary")  # exits
+    p.error("give --run, --summary or --plot")  # exits
 
 
 if __name__ == "__main__":

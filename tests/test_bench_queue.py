@@ -1,5 +1,6 @@
 """benchmarks/_queue.py: the cross-session job queue skips finished jobs and jobs another worker holds, and a\njob's files land only when it succeeds; the queues of steve_efficiency.py and fetchpush.py."""
 
+import csv
 import importlib.util
 import json
 import shutil
@@ -142,3 +143,26 @@ def test_fetchpush_queue_and_commands():
         sets = [a for i, a in enumerate(cmd) if "=" in a and "--set" in cmd[:i]]
         cfg = resolve_config(get_algo("sac"), "FetchPush-v4", None, dict(a.split("=", 1) for a in sets), "fetch-cpu")
         assert (cfg.normalize_obs, cfg.her_clip_target, cfg.obs_norm_eps) == want, arm
+
+
+def test_fetchpush_summary_and_plot_read_both_kinds_of_landed_runs(tmp_path):
+    """A her_sb3 run (rows.csv) and a resumed rlblocks run (eval.csv, progress.csv hours): success at the
+    table's steps, wall time and steps/s, and one curve per arm in the figure's table."""
+    bench = _load("fetchpush")
+    sb3 = tmp_path / "sb3_sac_her" / "seed0"
+    sb3.mkdir(parents=True)
+    (sb3 / "rows.csv").write_text("impl,env,seed,steps,success,return,wall_s\n"
+                                  "sb3,FetchPush-v4,0,100000,0.1,-45,\nsb3,FetchPush-v4,0,200000,0.5,-30,2000\n")
+    (sb3 / "job.json").write_text('{"wall_s": 4000.0, "attempts": 1}')
+    raw = tmp_path / "sac_her_raw" / "seed1"
+    raw.mkdir(parents=True)
+    (raw / "eval.csv").write_text("hours,epoch,frames,score,success\n0.1,99999,100000,-40,0.2\n0.5,199999,200000,-20,0.9\n")
+    (raw / "progress.csv").write_text("hours,steps\n0.25,100000\n0.5,200000\n")
+    (raw / "job.json").write_text('{"wall_s": 100.0, "attempts": 2}')  # resumed: the hours count, not wall_s
+    table = bench.summary(tmp_path, at=(100_000, 200_000))
+    assert "| sb3_sac_her | 0 | 0.10 | 0.50 | 1.11 | 50.0 |" in table
+    assert "| sac_her_raw | 1 | 0.20 | 0.90 | 0.50 | 111.1 |" in table
+    fig, md, csv_path = bench.plot(tmp_path, tmp_path / "success.png")
+    assert fig.stat().st_size > 0
+    rows = {r["algo"]: r for r in csv.DictReader(csv_path.read_text().splitlines())}
+    assert set(rows) == {"sb3_sac_her", "sac_her_raw"} and float(rows["sac_her_raw"]["final_mean"]) == 0.9
