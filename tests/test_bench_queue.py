@@ -163,6 +163,6 @@ def test_fetchpush_summary_and_plot_read_both_kinds_of_landed_runs(tmp_path):
     assert "| sb3_sac_her | 0 | 0.10 | 0.50 | 1.11 | 50.0 |" in table
     assert "| sac_her_raw | 1 | 0.20 | 0.90 | 0.50 | 111.1 |" in table
     fig, md, csv_path = bench.plot(tmp_path, tmp_path / "success.png")
-    assert fig.stat().st_size > 0
+    assert fig.stat().st_size > 0 and "sac_her_raw" in md.read_text()
     rows = {r["algo"]: r for r in csv.DictReader(csv_path.read_text().splitlines())}
     assert set(rows) == {"sb3_sac_her", "sac_her_raw"} and float(rows["sac_her_raw"]["final_mean"]) == 0.9
