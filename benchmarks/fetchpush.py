@@ -19,7 +19,10 @@ The arms (30 greedy evaluation episodes every 20,000 steps, one torch thread per
   noise 0.2, action_l2 1.0, future_4, targets clipped) with 3×256 layers, 40 updates of batch 256 per
   100 env steps (``train_freq=5 gradient_steps=2``) and the targets moved once per 40 updates with
   Polyak 0.05 (``target_update_every=40 tau=0.05``). Session 10's ``fetch-cpu-explore`` moved them after
-  every update with 0.005 (≈ 4× faster per 40 updates) and reached 0.47 / 0.63 at 300k.
+  every update with 0.005 (≈ 4× faster per 40 updates) and reached 0.47 / 0.63 at 300k. Seed 0 only,
+  with mrl's normaliser eps 1e-8 (the goal-env default when it ran).
+- ``ddpg_explore``: session 10's ``fetch-cpu-explore`` again, at the goal-env default since session 15
+  (each normaliser std floored at 0.01).
 - ``ddpg_fa22``: ``fetch-cpu-explore`` with mrl's FetchPush relabelling ``futureactual_2_2`` (desired
   goals of other stored episodes as well as future achieved ones).
 
@@ -70,8 +73,11 @@ ARMS: dict[str, tuple[str | list[str], tuple[int, ...]]] = {
                         "obs_norm_eps=1e-8", "tau=0.005", "alpha_lr=0.001", "buffer_size=1000000"], (0,)),
     "sac_her_clip": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "normalize_obs=false", "tau=0.005",
                       "alpha_lr=0.001", "buffer_size=1000000"], (0,)),
+    # run in session 14 with mrl's normaliser eps (1e-8), kept so for its seed; stayed at chance
     "ddpg_baselines": ([*_EXPLORE, "--set", "hidden_sizes=256,256,256", "train_freq=5", "gradient_steps=2",
-                        "target_update_every=40", "tau=0.05"], (0, 1)),
+                        "target_update_every=40", "tau=0.05", "obs_norm_eps=1e-8"], (0,)),
+    # session 10's fetch-cpu-explore (0.47 / 0.63 at 300k with eps 1e-8) at the goal-env default std floor
+    "ddpg_explore": (_EXPLORE, (0, 1)),
     "ddpg_fa22": ([*_EXPLORE, "--set", "her=futureactual_2_2"], (0, 1)),
 }
 RLBLOCKS_KEPT = ("config.json", "eval.csv", "progress.csv")

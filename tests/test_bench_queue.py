@@ -116,20 +116,23 @@ def test_fetchpush_queue_and_commands():
     jobs = bench.queue_jobs()
     assert jobs[:2] == [("sb3_sac_her", 0), ("sac_her", 0)]  # the side-by-side pair first: two workers run it at once
     assert jobs[2:] == [("sac_her_raw", 0), ("sac_her_raw", 1), ("sac_her_floor", 0), ("sac_her_floor", 1), ("sac_her_noclip", 0), ("sac_her_clip", 0),
-                        ("ddpg_baselines", 0), ("ddpg_baselines", 1), ("ddpg_fa22", 0), ("ddpg_fa22", 1)]
+                        ("ddpg_baselines", 0), ("ddpg_explore", 0), ("ddpg_explore", 1), ("ddpg_fa22", 0),
+                        ("ddpg_fa22", 1)]
     assert bench.job_dir(Path("r"), jobs[8]) == Path("r/ddpg_baselines/seed0")
     cmd, kept = bench.job_command(("sb3_sac_her", 0))
     assert cmd[cmd.index("--impls") + 1] == "sb3" and kept == {"rows.csv": "rows.csv"}
-    cmd, kept = bench.job_command(("ddpg_baselines", 1))
+    cmd, kept = bench.job_command(("ddpg_baselines", 0))
     assert cmd[cmd.index("--steps") + 1] == "300000" and set(kept.values()) == set(bench.RLBLOCKS_KEPT)
     # rlblocks runs continue across sessions from their .work directory; SB3's start over
-    assert "--resume" in cmd and bench.work_dir(Path("r"), ("ddpg_baselines", 1)) == Path("r/ddpg_baselines/seed1.work")
+    assert "--resume" in cmd and bench.work_dir(Path("r"), ("ddpg_baselines", 0)) == Path("r/ddpg_baselines/seed0.work")
     assert bench.work_dir(Path("r"), ("sb3_sac_her", 0)) is None
     # the arm's values are valid keys of its algorithm, with the preset under them
     sets = [a for i, a in enumerate(cmd) if "=" in a and "--set" in cmd[:i]]
     cfg = resolve_config(get_algo("ddpg"), "FetchPush-v4", None, dict(a.split("=", 1) for a in sets), "fetch-cpu-explore")
-    assert (cfg.target_update_every, cfg.tau, cfg.hidden_sizes, cfg.random_eps, cfg.eval_episodes) == \
-        (40, 0.05, [256, 256, 256], 0.3, 30)
+    assert (cfg.target_update_every, cfg.tau, cfg.hidden_sizes, cfg.random_eps, cfg.eval_episodes, cfg.obs_norm_eps) == \
+        (40, 0.05, [256, 256, 256], 0.3, 30, 1e-8)
+    cmd, _ = bench.job_command(("ddpg_explore", 1))
+    assert cmd[cmd.index("--preset") + 1] == "fetch-cpu-explore" and "obs_norm_eps" not in " ".join(cmd)
     cmd, _ = bench.job_command(("sac_her_raw", 0))
     sets = [a for i, a in enumerate(cmd) if "=" in a and "--set" in cmd[:i]]
     cfg = resolve_config(get_algo("sac"), "FetchPush-v4", None, dict(a.split("=", 1) for a in sets), "fetch-cpu")
