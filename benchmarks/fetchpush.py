@@ -65,14 +65,14 @@ ARMS: dict[str, tuple[str | list[str], tuple[int, ...]]] = {
     "sac_her_raw": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "normalize_obs=false",
                      "her_clip_target=false", "tau=0.005", "alpha_lr=0.001", "buffer_size=1000000"], (0, 1)),
     # sac_her with the normaliser's std floored at 0.01 as HER baselines' (obs_norm_eps=1e-4)
-    "sac_her_floor": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "obs_norm_eps=0.0001", "tau=0.005",
-                       "alpha_lr=0.001", "buffer_size=1000000"], (0, 1)),
+    "sac_her_floor": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "obs_norm_eps=0.0001", "her_clip_target=true",
+                       "tau=0.005", "alpha_lr=0.001", "buffer_size=1000000"], (0, 1)),
     # the two halves of the split: the normaliser (mrl's eps 1e-8) without the target clip, and the
     # target clip on raw inputs
     "sac_her_noclip": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "her_clip_target=false",
                         "obs_norm_eps=1e-8", "tau=0.005", "alpha_lr=0.001", "buffer_size=1000000"], (0,)),
-    "sac_her_clip": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "normalize_obs=false", "tau=0.005",
-                      "alpha_lr=0.001", "buffer_size=1000000"], (0,)),
+    "sac_her_clip": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "normalize_obs=false", "her_clip_target=true",
+                      "tau=0.005", "alpha_lr=0.001", "buffer_size=1000000"], (0,)),
     # run in session 14 with mrl's normaliser eps (1e-8), kept so for its seed; stayed at chance
     "ddpg_baselines": ([*_EXPLORE, "--set", "hidden_sizes=256,256,256", "train_freq=5", "gradient_steps=2",
                         "target_update_every=40", "tau=0.05", "obs_norm_eps=1e-8"], (0,)),

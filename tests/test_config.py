@@ -236,10 +236,14 @@ def test_named_presets_apply_in_order(tmp_path):
         assert resolve_config(get_algo(algo), "FetchPush-v4", None).obs_norm_eps == 1e-4
         assert resolve_config(get_algo(algo), "Pendulum-v1", None).obs_norm_eps == 1e-8
     assert resolve_config(get_algo("ddpg"), "FetchPush-v4", None, None, "protoge").obs_norm_eps == 1e-8
+    # DDPG/TD3 clip TD targets to the sparse-return range on goal envs; SAC's soft targets are not clipped
+    for algo, clip in (("ddpg", True), ("td3", True), ("sac", False)):
+        for preset in (None, "fetch-cpu"):
+            assert resolve_config(get_algo(algo), "FetchPush-v4", None, None, preset).her_clip_target is clip
     path = tmp_path / "c.json"
     path.write_text('{"preset": "fetch-cpu", "updates": {"batch_size": 128}}')
     cfg = resolve_config(get_algo("td3"), "Pendulum-v1", str(path))
-    assert (cfg.batch_size, cfg.gamma, cfg.her_clip_target) == (128, 0.98, True)  # file values win over its preset
+    assert (cfg.batch_size, cfg.gamma, cfg.hidden_sizes) == (128, 0.98, [256, 256])  # file values win over its preset
 
 
 @pytest.mark.parametrize("algo, name, fragment", [
