@@ -7,6 +7,8 @@ The arms (30 greedy evaluation episodes every 20,000 steps, one torch thread per
   settings on both sides: SAC, 256×256, batch 256, lr 1e-3, gamma 0.98, Polyak 0.005, HER future_4, one
   update per env step). Seed 0, the issue's side-by-side run; both run at once, one per core, so the
   wall times (whole processes, ``job.json``) are measured under the same load.
+- ``sac_her_floor_noclip``: SAC's goal-env defaults since session 15, the normaliser with each std floored
+  at 0.01 and unclipped targets (``sac_her`` ran with eps 1e-8 and targets clipped to [-50, 0]).
 - ``sac_her_raw``: ``sac_her`` as an ``rlblocks train`` run without the goal-env normaliser and target
   clip, SB3's inputs and targets: does either explain the gap in success to SB3?
 - ``sac_her_floor``: ``sac_her`` with the normaliser's std floored at 0.01 (``obs_norm_eps=1e-4``) as in
@@ -60,6 +62,9 @@ _EXPLORE = ["--algo", "ddpg", "--preset", "fetch-cpu-explore"]
 ARMS: dict[str, tuple[str | list[str], tuple[int, ...]]] = {
     "sb3_sac_her": ("sb3", (0,)),
     "sac_her": ("rlblocks", (0,)),
+    # SAC's goal-env defaults since session 15 (std floor, unclipped targets), pinned
+    "sac_her_floor_noclip": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "obs_norm_eps=0.0001",
+                              "her_clip_target=false", "tau=0.005", "alpha_lr=0.001", "buffer_size=1000000"], (0, 1)),
     # sac_her with SB3's inputs and targets: raw observations, unclipped targets (session 14: at 300k
     # sac_her was still at chance, 0.07, where SB3 had left it by 140k)
     "sac_her_raw": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "normalize_obs=false",
