@@ -25,6 +25,8 @@ The arms (30 greedy evaluation episodes every 20,000 steps, one torch thread per
   with mrl's normaliser eps 1e-8 (the goal-env default when it ran).
 - ``ddpg_explore``: session 10's ``fetch-cpu-explore`` again, at the goal-env default since session 15
   (each normaliser std floored at 0.01).
+- ``ddpg_explore_noclip``: ``ddpg_explore`` with unclipped TD targets: does the clip that held SAC back
+  slow DDPG too?
 - ``ddpg_fa22``: ``fetch-cpu-explore`` with mrl's FetchPush relabelling ``futureactual_2_2`` (desired
   goals of other stored episodes as well as future achieved ones).
 
@@ -83,6 +85,8 @@ ARMS: dict[str, tuple[str | list[str], tuple[int, ...]]] = {
                         "target_update_every=40", "tau=0.05", "obs_norm_eps=1e-8"], (0,)),
     # session 10's fetch-cpu-explore (0.47 / 0.63 at 300k with eps 1e-8) at the goal-env default std floor
     "ddpg_explore": (_EXPLORE, (0, 1)),
+    # the same without the target clip that held SAC back (sac_her_noclip)
+    "ddpg_explore_noclip": ([*_EXPLORE, "--set", "her_clip_target=false"], (0, 1)),
     "ddpg_fa22": ([*_EXPLORE, "--set", "her=futureactual_2_2"], (0, 1)),
 }
 RLBLOCKS_KEPT = ("config.json", "eval.csv", "progress.csv")
