@@ -7,15 +7,15 @@ The arms (30 greedy evaluation episodes every 20,000 steps, one torch thread per
   settings on both sides: SAC, 256×256, batch 256, lr 1e-3, gamma 0.98, Polyak 0.005, HER future_4, one
   update per env step). Seed 0, the issue's side-by-side run; both run at once, one per core, so the
   wall times (whole processes, ``job.json``) are measured under the same load.
-- ``sac_her_floor_noclip``: SAC's goal-env defaults since session 15, the normaliser with each std floored
-  at 0.01 and unclipped targets (``sac_her`` ran with eps 1e-8 and targets clipped to [-50, 0]).
+- ``sac_her_floor_noclip``: SAC's goal-env defaults since session 15 (unclipped targets) with each
+  normaliser std floored at 0.01.
 - ``sac_her_raw``: ``sac_her`` as an ``rlblocks train`` run without the goal-env normaliser and target
   clip, SB3's inputs and targets: does either explain the gap in success to SB3?
 - ``sac_her_floor``: ``sac_her`` with the normaliser's std floored at 0.01 (``obs_norm_eps=1e-4``) as in
   HER's baselines, so features that barely vary (the fingers, the untouched block's rotation) are not
   blown up to ±5 by their first small change.
 - ``sac_her_noclip`` / ``sac_her_clip``: the two halves apart, the normaliser (mrl's eps 1e-8) without the
-  target clip, and the target clip on raw inputs.
+  target clip (SAC's goal-env defaults since session 15), and the target clip on raw inputs.
 - ``ddpg_baselines``: HER's DDPG as OpenAI baselines runs it on one CPU (Plappert et al. 2018, arXiv
   1802.09464; baselines ``her/experiment/config.py``): the ``fetch-cpu-explore`` preset (random_eps 0.3,
   noise 0.2, action_l2 1.0, future_4, targets clipped) with 3×256 layers, 40 updates of batch 256 per
@@ -23,10 +23,8 @@ The arms (30 greedy evaluation episodes every 20,000 steps, one torch thread per
   Polyak 0.05 (``target_update_every=40 tau=0.05``). Session 10's ``fetch-cpu-explore`` moved them after
   every update with 0.005 (≈ 4× faster per 40 updates) and reached 0.47 / 0.63 at 300k. Seed 0 only,
   with mrl's normaliser eps 1e-8 (the goal-env default when it ran).
-- ``ddpg_explore``: session 10's ``fetch-cpu-explore`` again, at the goal-env default since session 15
-  (each normaliser std floored at 0.01).
-- ``ddpg_explore_noclip``: ``ddpg_explore`` with unclipped TD targets: does the clip that held SAC back
-  slow DDPG too?
+- ``ddpg_explore_noclip`` / ``ddpg_explore_floor``: session 10's ``fetch-cpu-explore`` with unclipped TD
+  targets (does the clip that held SAC back slow DDPG too?), and with the std floor.
 - ``ddpg_fa22``: ``fetch-cpu-explore`` with mrl's FetchPush relabelling ``futureactual_2_2`` (desired
   goals of other stored episodes as well as future achieved ones).
 
@@ -64,9 +62,9 @@ _EXPLORE = ["--algo", "ddpg", "--preset", "fetch-cpu-explore"]
 ARMS: dict[str, tuple[str | list[str], tuple[int, ...]]] = {
     "sb3_sac_her": ("sb3", (0,)),
     "sac_her": ("rlblocks", (0,)),
-    # SAC's goal-env defaults since session 15 (std floor, unclipped targets), pinned
-    "sac_her_floor_noclip": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "obs_norm_eps=0.0001",
-                              "her_clip_target=false", "tau=0.005", "alpha_lr=0.001", "buffer_size=1000000"], (0, 1)),
+    # the normaliser (mrl's eps 1e-8) without the target clip: SAC's goal-env defaults since session 15
+    "sac_her_noclip": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "her_clip_target=false",
+                        "obs_norm_eps=1e-8", "tau=0.005", "alpha_lr=0.001", "buffer_size=1000000"], (0, 1)),
     # sac_her with SB3's inputs and targets: raw observations, unclipped targets (session 14: at 300k
     # sac_her was still at chance, 0.07, where SB3 had left it by 140k)
     "sac_her_raw": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "normalize_obs=false",
@@ -74,19 +72,18 @@ ARMS: dict[str, tuple[str | list[str], tuple[int, ...]]] = {
     # sac_her with the normaliser's std floored at 0.01 as HER baselines' (obs_norm_eps=1e-4)
     "sac_her_floor": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "obs_norm_eps=0.0001", "her_clip_target=true",
                        "tau=0.005", "alpha_lr=0.001", "buffer_size=1000000"], (0, 1)),
-    # the two halves of the split: the normaliser (mrl's eps 1e-8) without the target clip, and the
-    # target clip on raw inputs
-    "sac_her_noclip": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "her_clip_target=false",
-                        "obs_norm_eps=1e-8", "tau=0.005", "alpha_lr=0.001", "buffer_size=1000000"], (0,)),
+    # SAC's defaults (unclipped targets) with the std floor; the target clip on raw inputs
+    "sac_her_floor_noclip": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "obs_norm_eps=0.0001",
+                              "her_clip_target=false", "tau=0.005", "alpha_lr=0.001", "buffer_size=1000000"], (0, 1)),
     "sac_her_clip": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "normalize_obs=false", "her_clip_target=true",
                       "tau=0.005", "alpha_lr=0.001", "buffer_size=1000000"], (0,)),
     # run in session 14 with mrl's normaliser eps (1e-8), kept so for its seed; stayed at chance
     "ddpg_baselines": ([*_EXPLORE, "--set", "hidden_sizes=256,256,256", "train_freq=5", "gradient_steps=2",
                         "target_update_every=40", "tau=0.05", "obs_norm_eps=1e-8"], (0,)),
-    # session 10's fetch-cpu-explore (0.47 / 0.63 at 300k with eps 1e-8) at the goal-env default std floor
-    "ddpg_explore": (_EXPLORE, (0, 1)),
-    # the same without the target clip that held SAC back (sac_her_noclip)
+    # session 10's fetch-cpu-explore (0.47 / 0.63 at 300k, eps 1e-8, targets clipped) without the target
+    # clip that held SAC back (sac_her_noclip), and with the std floor instead
     "ddpg_explore_noclip": ([*_EXPLORE, "--set", "her_clip_target=false"], (0, 1)),
+    "ddpg_explore_floor": ([*_EXPLORE, "--set", "obs_norm_eps=0.0001"], (0, 1)),
     "ddpg_fa22": ([*_EXPLORE, "--set", "her=futureactual_2_2"], (0, 1)),
 }
 RLBLOCKS_KEPT = ("config.json", "eval.csv", "progress.csv")

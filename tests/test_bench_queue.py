@@ -115,10 +115,12 @@ def test_fetchpush_queue_and_commands():
     bench = _load("fetchpush")
     jobs = bench.queue_jobs()
     assert jobs[:2] == [("sb3_sac_her", 0), ("sac_her", 0)]  # the side-by-side pair first: two workers run it at once
-    assert jobs[2:] == [("sac_her_floor_noclip", 0), ("sac_her_floor_noclip", 1), ("sac_her_raw", 0), ("sac_her_raw", 1), ("sac_her_floor", 0), ("sac_her_floor", 1), ("sac_her_noclip", 0), ("sac_her_clip", 0),
-                        ("ddpg_baselines", 0), ("ddpg_explore", 0), ("ddpg_explore", 1),
-                        ("ddpg_explore_noclip", 0), ("ddpg_explore_noclip", 1), ("ddpg_fa22", 0), ("ddpg_fa22", 1)]
-    assert bench.job_dir(Path("r"), jobs[10]) == Path("r/ddpg_baselines/seed0")
+    assert jobs[2:] == [("sac_her_noclip", 0), ("sac_her_noclip", 1), ("sac_her_raw", 0), ("sac_her_raw", 1),
+                        ("sac_her_floor", 0), ("sac_her_floor", 1), ("sac_her_floor_noclip", 0),
+                        ("sac_her_floor_noclip", 1), ("sac_her_clip", 0), ("ddpg_baselines", 0),
+                        ("ddpg_explore_noclip", 0), ("ddpg_explore_noclip", 1), ("ddpg_explore_floor", 0),
+                        ("ddpg_explore_floor", 1), ("ddpg_fa22", 0), ("ddpg_fa22", 1)]
+    assert bench.job_dir(Path("r"), jobs[11]) == Path("r/ddpg_baselines/seed0")
     cmd, kept = bench.job_command(("sb3_sac_her", 0))
     assert cmd[cmd.index("--impls") + 1] == "sb3" and kept == {"rows.csv": "rows.csv"}
     cmd, kept = bench.job_command(("ddpg_baselines", 0))
@@ -131,8 +133,8 @@ def test_fetchpush_queue_and_commands():
     cfg = resolve_config(get_algo("ddpg"), "FetchPush-v4", None, dict(a.split("=", 1) for a in sets), "fetch-cpu-explore")
     assert (cfg.target_update_every, cfg.tau, cfg.hidden_sizes, cfg.random_eps, cfg.eval_episodes, cfg.obs_norm_eps) == \
         (40, 0.05, [256, 256, 256], 0.3, 30, 1e-8)
-    cmd, _ = bench.job_command(("ddpg_explore", 1))
-    assert cmd[cmd.index("--preset") + 1] == "fetch-cpu-explore" and "obs_norm_eps" not in " ".join(cmd)
+    cmd, _ = bench.job_command(("ddpg_explore_noclip", 1))
+    assert cmd[cmd.index("--preset") + 1] == "fetch-cpu-explore" and "her_clip_target=false" in cmd
     cmd, _ = bench.job_command(("sac_her_raw", 0))
     sets = [a for i, a in enumerate(cmd) if "=" in a and "--set" in cmd[:i]]
     cfg = resolve_config(get_algo("sac"), "FetchPush-v4", None, dict(a.split("=", 1) for a in sets), "fetch-cpu")
@@ -141,7 +143,7 @@ def test_fetchpush_queue_and_commands():
     sets = [a for i, a in enumerate(cmd) if "=" in a and "--set" in cmd[:i]]
     cfg = resolve_config(get_algo("sac"), "FetchPush-v4", None, dict(a.split("=", 1) for a in sets), "fetch-cpu")
     assert (cfg.normalize_obs, cfg.obs_norm_eps, cfg.her_clip_target) == (True, 1e-4, True)
-    for arm, want in {"sac_her_noclip": (True, False, 1e-8), "sac_her_clip": (False, True, 1e-4),
+    for arm, want in {"sac_her_noclip": (True, False, 1e-8), "sac_her_clip": (False, True, 1e-8),
                       "sac_her_floor_noclip": (True, False, 1e-4)}.items():
         cmd, _ = bench.job_command((arm, 0))
         sets = [a for i, a in enumerate(cmd) if "=" in a and "--set" in cmd[:i]]

@@ -231,11 +231,10 @@ def test_named_presets_apply_in_order(tmp_path):
     assert (cfg.tau, cfg.target_update_every, cfg.her) == (0.05, 40, "rfaab_1_4_3_1_1")  # mrl's protoge_config
     assert cfg.actor_layer_norm and cfg.grad_value_clip == 5.0
     assert cfg.batch_size == 64  # --set wins over the preset
-    # goal envs floor the normaliser's std at 0.01 (HER baselines); protoge keeps mrl's eps 1e-8
+    # goal envs normalise each key with mrl's eps (1e-8)
     for algo in ("ddpg", "td3", "sac"):
-        assert resolve_config(get_algo(algo), "FetchPush-v4", None).obs_norm_eps == 1e-4
-        assert resolve_config(get_algo(algo), "Pendulum-v1", None).obs_norm_eps == 1e-8
-    assert resolve_config(get_algo("ddpg"), "FetchPush-v4", None, None, "protoge").obs_norm_eps == 1e-8
+        cfg = resolve_config(get_algo(algo), "FetchPush-v4", None)
+        assert cfg.normalize_obs and (cfg.obs_clip, cfg.obs_norm_eps, cfg.gamma) == (5.0, 1e-8, 0.98)
     # DDPG/TD3 clip TD targets to the sparse-return range on goal envs; SAC's soft targets are not clipped
     for algo, clip in (("ddpg", True), ("td3", True), ("sac", False)):
         for preset in (None, "fetch-cpu"):
