@@ -239,6 +239,11 @@ def test_named_presets_apply_in_order(tmp_path):
     for algo, clip in (("ddpg", True), ("td3", True), ("sac", False)):
         for preset in (None, "fetch-cpu"):
             assert resolve_config(get_algo(algo), "FetchPush-v4", None, None, preset).her_clip_target is clip
+    # SAC + fetch-cpu on FetchPush is the run that solved it (benchmarks/fetchpush.py sac_her_noclip)
+    bench_sets = {"her_clip_target": "false", "obs_norm_eps": "1e-8", "tau": "0.005", "alpha_lr": "0.001",
+                  "buffer_size": "1000000"}
+    assert resolve_config(get_algo("sac"), "FetchPush-v4", None, None, "fetch-cpu") == \
+        resolve_config(get_algo("sac"), "FetchPush-v4", None, bench_sets, "fetch-cpu")
     path = tmp_path / "c.json"
     path.write_text('{"preset": "fetch-cpu", "updates": {"batch_size": 128}}')
     cfg = resolve_config(get_algo("td3"), "Pendulum-v1", str(path))

@@ -212,7 +212,9 @@ _GOAL_ENV = {"normalize_obs": True, "obs_clip": 5.0, "gamma": 0.98,
 # std floor), where without the clip it reached 0.93 at 180k and 1.00 at 200k (docs/benchmarks.md).
 _GOAL_CLIPPED = {**_GOAL_ENV, "her_clip_target": True}
 _GOAL_PRESETS = {"Fetch*": _GOAL_CLIPPED, "PointMaze*": _GOAL_CLIPPED}
-_SAC_GOAL_PRESETS = {"Fetch*": _GOAL_ENV, "PointMaze*": _GOAL_ENV}
+# SAC's temperature at the learning rate of its networks (1e-3, as SB3's HER runs above)
+_SAC_GOAL = {**_GOAL_ENV, "alpha_lr": 1e-3}
+_SAC_GOAL_PRESETS = {"Fetch*": _SAC_GOAL, "PointMaze*": _SAC_GOAL}
 _FETCH_CPU = {**_GOAL_ENV, "hidden_sizes": [256, 256], "batch_size": 256, "her": "future_4"}
 
 #: ``name: (algorithms, values, what it is)`` selected with ``--preset NAME`` (or ``"preset"`` in a
