@@ -61,8 +61,8 @@ class BaseConfig:
     normalize_obs: bool = param(False, help="running mean/std observation normalisation")
     obs_clip: float = param(10.0, low=0.0, low_open=True, help="clip normalised obs to ±obs_clip")
     # 1e-8: baselines' VecNormalize and mrl. HER's baselines normaliser floors the std at 0.01 instead,
-    # which 1e-4 approximates: a feature that barely varies (FetchPush's finger positions, the block's
-    # rotation before it is touched) then is not blown up to ±obs_clip by its first small change.
+    # which 1e-4 approximates: a feature that has barely varied is then not blown up to ±obs_clip by
+    # its first small change.
     obs_norm_eps: float = param(1e-8, low=0.0, low_open=True, help="normalised obs = (x - mean) / sqrt(var + "
                                 "obs_norm_eps); 1e-4 keeps the std >= 0.01 (HER baselines)")
     eval_episodes: int = param(10, low=1, help="episodes per evaluation")

@@ -232,8 +232,7 @@ NAMED_PRESETS: dict[str, tuple[tuple[str, ...], dict, str]] = {
                  "grad_value_clip": 5.0, "gamma": 0.98, "actor_lr": 1e-3,
                  "critic_lr": 1e-3, "batch_size": 2000, "tau": 0.05, "target_update_every": 40,
                  "learning_starts": 5000, "exploration_noise": 0.1, "random_eps": 0.1, "action_l2": 0.1,
-                 "her": "rfaab_1_4_3_1_1", "her_clip_target": True, "normalize_obs": True, "obs_clip": 5.0,
-                 "obs_norm_eps": 1e-8},
+                 "her": "rfaab_1_4_3_1_1", "her_clip_target": True, "normalize_obs": True, "obs_clip": 5.0},
                 ("mrl's protoge_config (3x512 + LayerNorm, batch 2000, Polyak 0.05 every 40 updates, "
                  "HER rfaab_1_4_3_1_1)")),
     # Fetch on a 2-core CPU: 256×256, batch 256, 1k warm-up; DDPG+HER reached 1.00 eval success on
