@@ -7,15 +7,13 @@ The arms (30 greedy evaluation episodes every 20,000 steps, one torch thread per
   settings on both sides: SAC, 256×256, batch 256, lr 1e-3, gamma 0.98, Polyak 0.005, HER future_4, one
   update per env step). Seed 0, the issue's side-by-side run; both run at once, one per core, so the
   wall times (whole processes, ``job.json``) are measured under the same load.
-- ``sac_her_floor_noclip``: SAC's goal-env defaults since session 15 (unclipped targets) with each
-  normaliser std floored at 0.01.
-- ``sac_her_raw``: ``sac_her`` as an ``rlblocks train`` run without the goal-env normaliser and target
-  clip, SB3's inputs and targets: does either explain the gap in success to SB3?
+- ``sac_her_noclip``: the normaliser (mrl's eps 1e-8) with unclipped targets, SAC's goal-env defaults
+  since session 15 (``sac_her`` clipped them to [-50, 0] and stayed at chance).
+- ``sac_her_raw``: ``sac_her`` without the normaliser and the target clip, SB3's inputs and targets.
 - ``sac_her_floor``: ``sac_her`` with the normaliser's std floored at 0.01 (``obs_norm_eps=1e-4``) as in
-  HER's baselines, so features that barely vary (the fingers, the untouched block's rotation) are not
-  blown up to ±5 by their first small change.
-- ``sac_her_noclip`` / ``sac_her_clip``: the two halves apart, the normaliser (mrl's eps 1e-8) without the
-  target clip (SAC's goal-env defaults since session 15), and the target clip on raw inputs.
+  HER's baselines (targets clipped).
+- ``sac_her_floor_noclip`` / ``sac_her_clip``: the floor with unclipped targets, and the target clip on
+  raw inputs.
 - ``ddpg_baselines``: HER's DDPG as OpenAI baselines runs it on one CPU (Plappert et al. 2018, arXiv
   1802.09464; baselines ``her/experiment/config.py``): the ``fetch-cpu-explore`` preset (random_eps 0.3,
   noise 0.2, action_l2 1.0, future_4, targets clipped) with 3×256 layers, 40 updates of batch 256 per
