@@ -327,11 +327,14 @@ def test_sigterm_saves_and_exits_143(tmp_path):
     assert json.loads((ckpt / "meta.json").read_text())["env_steps"] >= 100
 
 
-def test_ctrl_c_on_a_sweep_stops_its_runs_as_stopped_not_failed(tmp_path):
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["foreground", "background-job"])
+def test_ctrl_c_on_a_sweep_stops_its_runs_as_stopped_not_failed(tmp_path, sigint_ignored):
+    """Also when started as a shell's background job, which inherits SIGINT ignored (`kill -INT`)."""
     sweep = tmp_path / "sw"
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
     proc = popen(["sweep", "--algo", "sac", "--env", "Pendulum-v1", "--seeds", "0", "--steps", "1000000",
                   "--sweep-dir", sweep, "--eval-every", "0", "--checkpoint-every", "0", "--no-progress",
-                  "--device", "cpu", *TINY], tmp_path)
+                  "--device", "cpu", *TINY], tmp_path, preexec_fn=ignore)
     run_dir = sweep / "sac" / "Pendulum-v1" / "seed0"
     wait_for(has_rows(run_dir / "progress.csv", 2), what="the run's first rows", proc=proc)
     proc.send_signal(signal.SIGINT)  # the sweep asks its runs to checkpoint and stop

@@ -506,13 +506,15 @@ def _run_all(plan: SweepPlan, todo: list[SweepRun], result: SweepResult, status:
         bar.update(1)
         _write_sweep_file(plan, status, command)
 
-    def on_sigterm(signum, frame):  # `kill` / a job scheduler: stop the runs as on Ctrl-C, orphan none
+    def on_signal(signum, frame):  # Ctrl-C, `kill` / a job scheduler: stop the runs, orphan none
         raise KeyboardInterrupt
 
+    # SIGINT too, explicitly: a shell starts background jobs with SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt handler, so `kill -INT` would not reach the runs (as train handles it)
     try:
-        previous_term = signal.signal(signal.SIGTERM, on_sigterm)
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread
-        previous_term = None
+        previous = {}
     try:
         while pending or active:
             while pending and len(active) < plan.jobs:
@@ -543,8 +545,8 @@ def _run_all(plan: SweepPlan, todo: list[SweepRun], result: SweepResult, status:
         _write_sweep_file(plan, status, command)
     finally:
         bar.close()
-        if previous_term is not None:
-            signal.signal(signal.SIGTERM, previous_term)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return result
 
 
