@@ -125,7 +125,7 @@ class HindsightRelabel:
         ag = buffer.flat(buffer.next_obs[self.achieved_key])
         dg = buffer.flat(buffer.obs[self.goal_key])
         source = torch.searchsorted(self._cum, torch.rand(B, dtype=torch.float64), right=True).to(t.device)
-        goal = dg[buffer.flat_index(t, e)].clone()  # real goals
+        goal = dg[buffer.flat_index(t, e)]  # real goals
 
         last = buffer.episode_last(t, e)
         ahead = (last - t) % rows  # steps after t in the episode
@@ -135,15 +135,16 @@ class HindsightRelabel:
         anywhere = (start + (torch.rand(B, device=t.device) * span).long().clamp(max=span - 1)) % rows
         rt, re_ = buffer.sample_indices(B)  # random stored transitions (actual, achieved, behavioural)
         random_flat = buffer.flat_index(rt, re_)
+        # Every draw above is made whatever the strategy (one RNG stream for all); only the goals of
+        # sources the strategy uses are gathered.
         candidates = {
-            "future": ag[buffer.flat_index(future, e)], "final": ag[buffer.flat_index(last, e)],
-            "episode": ag[buffer.flat_index(anywhere, e)], "actual": dg[random_flat],
-            "achieved": ag[random_flat], "behavioural": dg[random_flat],
+            "future": lambda: ag[buffer.flat_index(future, e)], "final": lambda: ag[buffer.flat_index(last, e)],
+            "episode": lambda: ag[buffer.flat_index(anywhere, e)], "actual": lambda: dg[random_flat],
+            "achieved": lambda: ag[random_flat], "behavioural": lambda: dg[random_flat],
         }
         for i, name in enumerate(SOURCES):
             if i and self.strategy.probs[i] > 0:
-                mask = source == i
-                goal[mask] = candidates[name][mask]
+                goal = torch.where((source == i)[:, None], candidates[name](), goal)
         return goal, source
 
     def sample(self, buffer: ReplayBuffer, batch_size: int) -> Batch:

@@ -214,10 +214,8 @@ class ReplayBuffer:
     def _gather_obs(self, source, index: torch.Tensor, replace: dict[str, torch.Tensor] | None):
         if self.keys is None:
             return self.flat(source)[index]
-        out = {k: self.flat(v)[index] for k, v in source.items()}
-        if replace:
-            out.update(replace)
-        return out
+        replace = replace or {}
+        return {k: replace[k] if k in replace else self.flat(v)[index] for k, v in source.items()}
 
     def assemble(self, t: torch.Tensor, e: torch.Tensor, replace: dict[str, torch.Tensor] | None = None,
                  reward_fn: RewardFn | None = None) -> Batch:
