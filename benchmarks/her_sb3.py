@@ -4,8 +4,9 @@ Same work on both sides: SAC, 256×256 MLPs, batch 256, learning rates 1e-3, gam
 0.005, buffer 1M, 1,000 random warm-up steps, one gradient step per env step, HER ``future`` with
 4 relabelled goals per real one (relabel ratio 0.8 on both: rlblocks ``her=future_4``, SB3
 ``n_sampled_goal=4``), and a greedy evaluation of ``--episodes`` episodes every ``--eval-every``
-steps. Each run's wall time covers its training and evaluations (not imports); one torch thread
-each, one run after another in this process order: rlblocks seed s, SB3 seed s.
+steps. Each run's wall time covers its training and evaluations (not imports); ``--threads`` torch
+threads each (default 1; 2 is both libraries' default on this 2-core machine), one run after another in
+this process order: rlblocks seed s, SB3 seed s.
 
 Deliberate differences (each side's own defaults for goal envs): rlblocks normalises every
 observation key (mrl's running normaliser, clip ±5; the ``fetch-cpu`` preset); SB3's HER example does
@@ -52,7 +53,7 @@ def run_rlblocks(env_id: str, seed: int, args) -> float:
     run.train("sac", env_id, steps=args.steps, seed=seed, run_dir=str(run_dir), preset="fetch-cpu",
               overrides={"eval_episodes": args.episodes, "tau": 0.005, "alpha_lr": 1e-3,
                          "buffer_size": 1_000_000},
-              eval_every=args.eval_every, checkpoint_every=0, device="cpu", progress=False, threads=1)
+              eval_every=args.eval_every, checkpoint_every=0, device="cpu", progress=False, threads=args.threads)
     wall = time.perf_counter() - t0
     with open(run_dir / "eval.csv") as fh:
         rows = list(csv.DictReader(fh))
@@ -116,8 +117,9 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=30)
     p.add_argument("--impls", default="rlblocks,sb3")
     p.add_argument("--out", type=Path, default=Path("docs/results/her_sb3.csv"))
+    p.add_argument("--threads", type=int, default=1, help="torch threads of both sides")
     args = p.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     warm_up(args.env)
     for seed in (int(s) for s in args.seeds.split(",")):
         walls = {}
