@@ -10,10 +10,11 @@ The arms (30 greedy evaluation episodes every 20,000 steps, one torch thread per
 - ``sac_her_noclip``: the normaliser (mrl's eps 1e-8) with unclipped targets, SAC's goal-env defaults
   since session 15 (``sac_her`` clipped them to [-50, 0] and stayed at chance).
 - ``sac_her_raw``: ``sac_her`` without the normaliser and the target clip, SB3's inputs and targets.
-- ``sac_her_floor``: ``sac_her`` with the normaliser's std floored at 0.01 (``obs_norm_eps=1e-4``) as in
-  HER's baselines (targets clipped).
-- ``sac_her_floor_noclip`` / ``sac_her_clip``: the floor with unclipped targets, and the target clip on
-  raw inputs.
+- ``sac_her_floor_noclip``: SAC's defaults with the normaliser's std floored at 0.01 (``obs_norm_eps=1e-4``)
+  as in HER's baselines (session 16: ahead of ``sac_her_noclip`` in the queue, whose seed 1 sat at chance
+  to 180k where ``sac_her_raw``'s had left it).
+- ``sac_her_floor``: ``sac_her`` with that floor (targets clipped).
+- ``sac_her_clip``: the target clip on raw inputs.
 - ``ddpg_baselines``: HER's DDPG as OpenAI baselines runs it on one CPU (Plappert et al. 2018, arXiv
   1802.09464; baselines ``her/experiment/config.py``): the ``fetch-cpu-explore`` preset (random_eps 0.3,
   noise 0.2, action_l2 1.0, future_4, targets clipped) with 3×256 layers, 40 updates of batch 256 per
@@ -67,12 +68,12 @@ ARMS: dict[str, tuple[str | list[str], tuple[int, ...]]] = {
     # sac_her was still at chance, 0.07, where SB3 had left it by 140k)
     "sac_her_raw": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "normalize_obs=false",
                      "her_clip_target=false", "tau=0.005", "alpha_lr=0.001", "buffer_size=1000000"], (0, 1)),
-    # sac_her with the normaliser's std floored at 0.01 as HER baselines' (obs_norm_eps=1e-4)
-    "sac_her_floor": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "obs_norm_eps=0.0001", "her_clip_target=true",
-                       "tau=0.005", "alpha_lr=0.001", "buffer_size=1000000"], (0, 1)),
     # SAC's defaults (unclipped targets) with the std floor; the target clip on raw inputs
     "sac_her_floor_noclip": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "obs_norm_eps=0.0001",
                               "her_clip_target=false", "tau=0.005", "alpha_lr=0.001", "buffer_size=1000000"], (0, 1)),
+    # sac_her with the normaliser's std floored at 0.01 as HER baselines' (obs_norm_eps=1e-4)
+    "sac_her_floor": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "obs_norm_eps=0.0001", "her_clip_target=true",
+                       "tau=0.005", "alpha_lr=0.001", "buffer_size=1000000"], (0, 1)),
     "sac_her_clip": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "normalize_obs=false", "her_clip_target=true",
                       "tau=0.005", "alpha_lr=0.001", "buffer_size=1000000"], (0,)),
     # run in session 14 with mrl's normaliser eps (1e-8), kept so for its seed; stayed at chance

@@ -116,8 +116,8 @@ def test_fetchpush_queue_and_commands():
     jobs = bench.queue_jobs()
     assert jobs[:2] == [("sb3_sac_her", 0), ("sac_her", 0)]  # the side-by-side pair first: two workers run it at once
     assert jobs[2:] == [("sac_her_noclip", 0), ("sac_her_noclip", 1), ("sac_her_raw", 0), ("sac_her_raw", 1),
-                        ("sac_her_floor", 0), ("sac_her_floor", 1), ("sac_her_floor_noclip", 0),
-                        ("sac_her_floor_noclip", 1), ("sac_her_clip", 0), ("ddpg_baselines", 0),
+                        ("sac_her_floor_noclip", 0), ("sac_her_floor_noclip", 1), ("sac_her_floor", 0),
+                        ("sac_her_floor", 1), ("sac_her_clip", 0), ("ddpg_baselines", 0),
                         ("ddpg_explore_noclip", 0), ("ddpg_explore_noclip", 1), ("ddpg_explore_floor", 0),
                         ("ddpg_explore_floor", 1), ("ddpg_fa22", 0), ("ddpg_fa22", 1)]
     assert bench.job_dir(Path("r"), jobs[11]) == Path("r/ddpg_baselines/seed0")
