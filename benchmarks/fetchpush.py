@@ -8,8 +8,9 @@ The arms (30 greedy evaluation episodes every 20,000 steps, one torch thread per
   update per env step). Seed 0, the issue's side-by-side run; both run at once, one per core, so the
   wall times (whole processes, ``job.json``) are measured under the same load.
 - ``sac_her_noclip``: the normaliser (mrl's eps 1e-8) with unclipped targets, SAC's goal-env defaults
-  since session 15 (``sac_her`` clipped them to [-50, 0] and stayed at chance).
-- ``sac_her_raw``: ``sac_her`` without the normaliser and the target clip, SB3's inputs and targets.
+  in session 15 (``sac_her`` clipped them to [-50, 0] and stayed at chance).
+- ``sac_her_raw``: ``sac_her`` without the normaliser and the target clip, SB3's inputs and targets; SAC's
+  goal-env defaults since session 16 (0.90 / 0.93 at 300k, where ``sac_her_noclip`` had 1.00 / 0.07).
 - ``sac_her_floor_noclip``: SAC's defaults with the normaliser's std floored at 0.01 (``obs_norm_eps=1e-4``)
   as in HER's baselines (session 16: ahead of ``sac_her_noclip`` in the queue, whose seed 1 sat at chance
   to 180k where ``sac_her_raw``'s had left it).
@@ -61,18 +62,18 @@ _EXPLORE = ["--algo", "ddpg", "--preset", "fetch-cpu-explore"]
 ARMS: dict[str, tuple[str | list[str], tuple[int, ...]]] = {
     "sb3_sac_her": ("sb3", (0,)),
     "sac_her": ("rlblocks", (0,)),
-    # the normaliser (mrl's eps 1e-8) without the target clip: SAC's goal-env defaults since session 15
-    "sac_her_noclip": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "her_clip_target=false",
+    # the normaliser (mrl's eps 1e-8) without the target clip: SAC's goal-env defaults in session 15
+    "sac_her_noclip": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "normalize_obs=true", "her_clip_target=false",
                         "obs_norm_eps=1e-8", "tau=0.005", "alpha_lr=0.001", "buffer_size=1000000"], (0, 1)),
     # sac_her with SB3's inputs and targets: raw observations, unclipped targets (session 14: at 300k
-    # sac_her was still at chance, 0.07, where SB3 had left it by 140k)
+    # sac_her was still at chance, 0.07, where SB3 had left it by 140k); SAC's defaults since session 16
     "sac_her_raw": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "normalize_obs=false",
                      "her_clip_target=false", "tau=0.005", "alpha_lr=0.001", "buffer_size=1000000"], (0, 1)),
     # SAC's defaults (unclipped targets) with the std floor; the target clip on raw inputs
-    "sac_her_floor_noclip": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "obs_norm_eps=0.0001",
+    "sac_her_floor_noclip": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "normalize_obs=true", "obs_norm_eps=0.0001",
                               "her_clip_target=false", "tau=0.005", "alpha_lr=0.001", "buffer_size=1000000"], (0, 1)),
     # sac_her with the normaliser's std floored at 0.01 as HER baselines' (obs_norm_eps=1e-4)
-    "sac_her_floor": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "obs_norm_eps=0.0001", "her_clip_target=true",
+    "sac_her_floor": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "normalize_obs=true", "obs_norm_eps=0.0001", "her_clip_target=true",
                        "tau=0.005", "alpha_lr=0.001", "buffer_size=1000000"], (0, 1)),
     "sac_her_clip": (["--algo", "sac", "--preset", "fetch-cpu", "--set", "normalize_obs=false", "her_clip_target=true",
                       "tau=0.005", "alpha_lr=0.001", "buffer_size=1000000"], (0,)),

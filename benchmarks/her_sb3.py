@@ -8,11 +8,12 @@ steps. Each run's wall time covers its training and evaluations (not imports); `
 threads each (default 1; 2 is both libraries' default on this 2-core machine), one run after another in
 this process order: rlblocks seed s, SB3 seed s.
 
-Deliberate differences (each side's own defaults for goal envs): rlblocks normalises every
-observation key (mrl's running normaliser, clip ±5; the ``fetch-cpu`` preset); SB3's HER example does
-not. Before session 15 rlblocks' SAC also clipped its targets to ``[-1/(1-gamma), 0]`` on goal envs
-(the FetchPush rows of docs/benchmarks.md marked so); it no longer does. rlblocks evaluates its episodes side by
-side in a vector env, SB3's ``evaluate_policy`` one after another (same episodes, counted in both).
+Inputs and targets are the same on both sides since session 16: rlblocks' SAC takes raw observations
+and unclipped targets on goal envs (the ``fetch-cpu`` preset), as SB3's HER example. Before, it
+normalised every observation key (mrl's running normaliser, clip ±5) and, before session 15, also clipped
+its targets to ``[-1/(1-gamma), 0]``: rows of docs/benchmarks.md from those sessions say so. rlblocks
+evaluates its episodes side by side in a vector env, SB3's ``evaluate_policy`` one after another (same
+episodes, counted in both).
 
 Gymnasium-robotics 1.4.2's Fetch tasks need mujoco 3.3-3.11 (the ``robotics`` extra):
 
