@@ -201,22 +201,22 @@ def _service_modules(env_id: str, cfg: BaseConfig, seed: int, opts: RunOptions) 
 # Pendulum settings) and 1k random warm-up steps.
 _PENDULUM = {"learning_starts": 1000, "actor_lr": 1e-3, "critic_lr": 1e-3, "hidden_sizes": [64, 64]}
 
-# Goal envs (gymnasium-robotics Fetch*, PointMaze*): HER's gamma 0.98, learning rates 1e-3, 1k random steps.
-_GOAL_TRAINING = {"gamma": 0.98, "actor_lr": 1e-3, "critic_lr": 1e-3, "learning_starts": 1000}
-# DDPG/TD3 add mrl's normaliser (per key, raw clip 200, normalised clip 5, eps 1e-8; obs_norm_eps=1e-4
-# floors each std at 0.01 as HER's baselines) and clip TD targets to [-1/(1-gamma), 0], the range of
-# sparse -1/0 returns (HER, mrl).
-_GOAL_CLIPPED = {**_GOAL_TRAINING, "normalize_obs": True, "obs_clip": 5.0, "her_clip_target": True}
+# Goal envs (gymnasium-robotics Fetch*, PointMaze*): HER's gamma 0.98, learning rates 1e-3, 1k random
+# steps, and mrl's normaliser settings (per key, raw clip 200, normalised clip 5, eps 1e-8; obs_norm_eps=1e-4
+# floors each std at 0.01 as HER's baselines) for where normalize_obs is on.
+_GOAL_ENV = {"gamma": 0.98, "actor_lr": 1e-3, "critic_lr": 1e-3, "learning_starts": 1000, "obs_clip": 5.0}
+# DDPG/TD3 normalise and clip TD targets to [-1/(1-gamma), 0], the range of sparse -1/0 returns (HER, mrl).
+_GOAL_CLIPPED = {**_GOAL_ENV, "normalize_obs": True, "her_clip_target": True}
 _GOAL_PRESETS = {"Fetch*": _GOAL_CLIPPED, "PointMaze*": _GOAL_CLIPPED}
 # SAC takes SB3's HER setup: raw inputs, unclipped targets, the temperature at lr 1e-3. On FetchPush-v4
 # (300k steps, docs/benchmarks.md) that reached 0.90 / 0.93 eval success (seeds 0 / 1). With clipped
 # targets SAC stayed at chance (0.07; its soft targets add -alpha log pi to every reward, so the
 # sparse-return range is not theirs); with mrl's normaliser and unclipped targets it reached 1.00 on
 # seed 0 but stayed at chance on seed 1.
-_SAC_GOAL = {**_GOAL_TRAINING, "alpha_lr": 1e-3}
+_SAC_GOAL = {**_GOAL_ENV, "alpha_lr": 1e-3}
 _SAC_GOAL_PRESETS = {"Fetch*": _SAC_GOAL, "PointMaze*": _SAC_GOAL}
 # the networks and batch; the normaliser and the target clip come from the env's preset per algorithm
-_FETCH_CPU = {**_GOAL_TRAINING, "hidden_sizes": [256, 256], "batch_size": 256, "her": "future_4"}
+_FETCH_CPU = {**_GOAL_ENV, "hidden_sizes": [256, 256], "batch_size": 256, "her": "future_4"}
 
 #: ``name: (algorithms, values, what it is)`` selected with ``--preset NAME`` (or ``"preset"`` in a
 #: config file), applied after the per-env preset and before the config file and ``--set``.
