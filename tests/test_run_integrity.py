@@ -700,3 +700,101 @@ def test_kills_at_random_moments_then_resume_equal_an_uninterrupted_run_quick(tm
 @pytest.mark.slow
 def test_soak_ten_kills_at_random_moments(tmp_path):
     _soak(tmp_path, kills=10, steps=6000, seed=0)
+
+
+# ============================================================================ kills at the end of a run
+_KILL_AT_FINAL_EVAL = """
+import os, signal, sys
+from rlblocks.components.evaluator import Evaluator
+Evaluator.on_train_end = lambda self: os.kill(os.getpid(), signal.SIGKILL)  # after the final checkpoint
+from rlblocks.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_kill_before_the_final_evaluation_is_finished_by_resume(tmp_path, cli):
+    """A SIGKILL between the final checkpoint and the final evaluation: ``resume`` writes the evaluation
+    (the old code said "already at 230 env steps" and the row never came); a sweep does not count
+    the run as finished until then."""
+    from rlblocks.rundir import finished_steps
+    from rlblocks.sweep import SweepRun, _classify
+
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    r = cli(*train_args(whole, 230, eval_every=100), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert finished_steps(whole) == 230
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-c", _KILL_AT_FINAL_EVAL, *map(str, train_args(killed, 230, eval_every=100))],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    assert latest_checkpoint(killed).name == "step_0000000230"
+    assert [row["frames"] for row in rows(killed / "eval.csv")] == ["100", "200"]
+    assert finished_steps(killed) is None
+    run = SweepRun("sac", "Pendulum-v1", 1, killed)
+    _classify(run, 230)
+    assert run.action == "resume"  # not "done": its final evaluation is missing
+    r = cli("resume", killed, "--no-progress", "--device", "cpu", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "already at" not in r.stdout
+    assert finished_steps(killed) == 230
+    for name in ("eval.csv", "progress.csv"):
+        assert _csv_without_time(killed / name) == _csv_without_time(whole / name), name
+    r = cli("resume", killed, "--no-progress", "--device", "cpu", cwd=tmp_path)  # now it is finished
+    assert r.returncode == 0 and "already at 230 env steps" in r.stdout, r.stdout + r.stderr
+
+
+def _file_size_limit(limit: int):
+    """A ``preexec_fn`` that caps the size of any file the child writes (``RLIMIT_FSIZE``): writes past it
+    fail with ``EFBIG`` as they would with ``ENOSPC`` on a full disk (Python ignores ``SIGXFSZ``)."""
+    import resource
+
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def test_a_refused_checkpoint_write_is_one_line_and_leaves_no_temporaries(tmp_path):
+    """torch.save reports a failed write as ``RuntimeError`` (not ``OSError``): the old code printed a
+    38-line traceback and left ``.tmp-step_*`` behind. A resume on the still-limited disk says the same."""
+    run_dir = tmp_path / "run"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for args in (train_args(run_dir, 300, checkpoint_every=100), ["resume", run_dir, "--no-progress"]):
+        r = subprocess.run([sys.executable, "-m", "rlblocks", *map(str, args)], cwd=tmp_path, env=env, text=True,
+                           capture_output=True, timeout=300, check=False, preexec_fn=_file_size_limit(20_000))
+        one_line_error(r, "writing checkpoint", "step_0000000100 failed", "no earlier checkpoint exists",
+                       "free disk space")
+        assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == []
+    assert json.loads((run_dir / "config.json").read_text())["algo"] == "sac"  # the run itself is kept
+
+
+def test_the_run_lock_on_a_full_disk_still_locks(tmp_path, monkeypatch):
+    """Writing the holder's name into the lock file fails on a full disk: the old code raised
+    ``OSError`` (errno 28) as a traceback; the lock is held all the same, without the name."""
+    import builtins
+
+    from rlblocks.rundir import RunBusyError, RunLock
+
+    real_open = builtins.open
+
+    def full_disk_open(file, mode="r", *a, **kw):
+        if str(file).endswith(".lock") and mode == "r+":
+            raise OSError(errno.ENOSPC, "No space left on device", str(file))
+        return real_open(file, mode, *a, **kw)
+
+    monkeypatch.setattr(builtins, "open", full_disk_open)
+    with RunLock(tmp_path) as lock:
+        assert lock.held
+        with pytest.raises(RunBusyError, match="in use by another process"):
+            RunLock(tmp_path).acquire()
+
+
+def test_a_full_disk_elsewhere_in_the_run_is_one_line(tmp_path, monkeypatch, capsys):
+    """Any write the disk refuses (a CSV row, config.json) ends with one line naming the file and
+    ``rlblocks resume``, not a traceback."""
+    import rlblocks.components.logger as logger_module
+
+    def full_disk(path, *a, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(logger_module, "append_csv_row", full_disk)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    r = main_in_process(train_args(tmp_path / "run", 300), capsys)
+    one_line_error(r, "No space left on device", "progress.csv", "rlblocks resume")

@@ -42,13 +42,22 @@ def _sha256(path: Path) -> str:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and ``os.replace``."""
+    """Write ``text`` to ``path`` via a temporary file and ``os.replace``.
+
+    Raises:
+        OSError: the write failed (disk full, permissions); the temporary file is removed and
+            ``path`` keeps its previous content.
+    """
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def save_checkpoint(root: Path, agent, keep_full: int = 2) -> Path:
@@ -71,10 +80,10 @@ def save_checkpoint(root: Path, agent, keep_full: int = 2) -> Path:
     if previous == name and final.is_dir():
         return final  # this step is saved already: never write one step twice
     tmp, aside = root / f".tmp-{name}-{os.getpid()}", None
+    state = agent.state_dict()
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        state = agent.state_dict()
         for module in agent.modules_of(ArrayCheckpoint):
             module.save(tmp / f"{module.name}.npz")
         torch.save(state, tmp / "state.pt")
@@ -86,10 +95,13 @@ def save_checkpoint(root: Path, agent, keep_full: int = 2) -> Path:
             os.replace(final, aside)
         os.replace(tmp, final)
         atomic_write_text(root / "latest.json", json.dumps({"name": name}))
-    except OSError as e:
+    except (OSError, RuntimeError) as e:  # torch.save reports a failed write (a full disk) as RuntimeError
         shutil.rmtree(tmp, ignore_errors=True)
+        if aside is not None and not final.exists():  # put a killed save's leftover back where it was
+            os.replace(aside, final)
         kept = f"the previous checkpoint {root / previous} is intact" if previous else "no earlier checkpoint exists"
-        raise CheckpointError(f"writing checkpoint {final} failed ({e.strerror or e}); {kept}; free disk space "
+        cause = (e.strerror or str(e)) if isinstance(e, OSError) else "torch.save could not write state.pt"
+        raise CheckpointError(f"writing checkpoint {final} failed ({cause}); {kept}; free disk space "
                               "(or fix permissions) and resume the run") from None
     if aside is not None:
         shutil.rmtree(aside, ignore_errors=True)

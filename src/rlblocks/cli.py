@@ -228,6 +228,14 @@ def main(argv: list[str] | None = None) -> int:
     except RLBlocksError as e:
         print(f"rlblocks: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk (or a file-size limit) while writing the run directory
+        from rlblocks.errors import write_failure
+
+        line = write_failure(e)
+        if line is None:
+            raise
+        print(f"rlblocks: error: {line}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as e:  # Ctrl-C / SIGTERM: training saved and said so; say it for a start-up
         signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
         if not (isinstance(e, Interrupted) and e.saved):

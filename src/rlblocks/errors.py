@@ -38,3 +38,20 @@ class Interrupted(KeyboardInterrupt):
 class NonFiniteError(RLBlocksError):
     """A loss (or a weight about to be checkpointed) became NaN or Inf: training stops with one line
     naming it, and the latest checkpoint, saved before, keeps the last good weights."""
+
+
+#: ``errno`` values of a write the machine refused (no space, quota, file-size limit, read-only disk):
+#: the user's environment to fix, not a bug, so the CLI reports them in one line.
+WRITE_ERRNOS = frozenset(("ENOSPC", "EDQUOT", "EFBIG", "EROFS"))
+
+
+def write_failure(e: OSError) -> str | None:
+    """One line for a refused write (see :data:`WRITE_ERRNOS`), naming the file and the fix; ``None``
+    for any other ``OSError``."""
+    import errno
+
+    if errno.errorcode.get(e.errno or 0) not in WRITE_ERRNOS:
+        return None
+    where = f" {e.filename}" if e.filename else ""
+    return (f"writing{where} failed ({e.strerror or e}); free disk space (or raise the limit), then "
+            "`rlblocks resume RUN_DIR` continues from the last complete checkpoint")

@@ -38,7 +38,7 @@ from rlblocks.load import LoadSource, check_load_source, load_weights  # noqa: F
 from rlblocks.memory import check_memory
 from rlblocks.module import Closeable
 from rlblocks.registry import AlgoSpec, RunOptions, build_agent, check_action_space, get_algo
-from rlblocks.rundir import RunLock, clear_run, read_record, remove_orphans
+from rlblocks.rundir import RunLock, clear_run, finished_steps, mark_finished, read_record, remove_orphans
 
 
 def resolve_device(name: str) -> torch.device:
@@ -256,7 +256,7 @@ def _train_in_session(path: Path, record: dict[str, Any], spec: AlgoSpec, env_id
             else:
                 (path / "config.json").unlink(missing_ok=True)
             raise
-        _loop(agent, steps)
+        _loop(agent, steps, path)
     return path
 
 
@@ -367,11 +367,13 @@ def _resume_locked(run_dir: Path, steps: int | None, device: str, progress: bool
     if has_checkpoint(run_dir):
         agent, record = load_run_agent(run_dir, for_training=True, steps=total, device=device, progress=progress,
                                        threads=threads)
-        if agent.env_steps >= total:
+        if agent.env_steps >= total and finished_steps(run_dir) == agent.env_steps:
             print(f"{run_dir} is already at {agent.env_steps} env steps (>= {total}); pass a larger --steps to "
                   "train on")
             _close(agent)
             return run_dir
+        # else: train on, or (killed between its final checkpoint and its final evaluation) let the loop
+        # write the end-of-run row and evaluation that the run lacks
     else:  # stopped or killed before its first checkpoint: nothing to continue from
         print(f"{run_dir} has no checkpoint yet: training it from step 0")
         agent = _agent_from_record(run_dir, record, for_training=True, total=total, device=device, progress=progress,
@@ -383,7 +385,7 @@ def _resume_locked(run_dir: Path, steps: int | None, device: str, progress: bool
         except BaseException:
             _close(agent)
             raise
-    _loop(agent, total)
+    _loop(agent, total, run_dir)
     return run_dir
 
 
@@ -462,8 +464,10 @@ def _close(agent) -> None:
         module.close()
 
 
-def _loop(agent, total_steps: int) -> None:
-    """Train until ``total_steps`` with SIGINT/SIGTERM handlers, then save a final checkpoint.
+def _loop(agent, total_steps: int, run_dir: Path) -> None:
+    """Train until ``total_steps`` with SIGINT/SIGTERM handlers, then save a final checkpoint; a run
+    that reached ``total_steps`` then writes its end-of-run rows and is marked finished
+    (:func:`rlblocks.rundir.mark_finished`).
 
     The first Ctrl-C or SIGTERM finishes the current step, saves and stops (then raises
     :class:`Interrupted`); a second one aborts at once without saving (the previous checkpoint
@@ -493,6 +497,7 @@ def _loop(agent, total_steps: int) -> None:
         where = f"; checkpoint {agent.checkpointer.save()}" if "checkpointer" in agent.modules else ""
         if finished:  # after the save: a run resumed to more steps drops these off-schedule rows
             agent.call("on_train_end")  # last log row and evaluation
+            mark_finished(run_dir, agent.env_steps)
         recent = agent.logger.recent
         ret = f", recent return {np.mean(recent):.1f}" if recent else ""
         agent.logger.close()  # the progress bar goes before the closing line

@@ -22,9 +22,13 @@ import sys
 from pathlib import Path
 from typing import Any, Self
 
-from rlblocks.errors import RLBlocksError
+from rlblocks.checkpoint import atomic_write_text, latest_checkpoint
+from rlblocks.errors import CheckpointError, RLBlocksError
 
 LOCK_NAME = ".lock"
+
+#: Written (atomically) once a run's end-of-run work (last log row, final evaluation) is on disk.
+FINISHED_NAME = "finished.json"
 
 #: Names of temporaries a killed writer can leave in a run directory or its ``checkpoints/``:
 #: ``.tmp-step_*`` / ``.old-step_*`` (checkpoint directories), ``.<file>.tmp<pid>``
@@ -71,9 +75,12 @@ class RunLock:
             argv[0] = "rlblocks"
         info = {"pid": os.getpid(), "host": socket.gethostname(),
                 "started": _dt.datetime.now().isoformat(timespec="seconds"), "command": " ".join(argv)}
-        with open(self.path, "r+") as fh:  # the holder's own file: contenders never truncate it
-            fh.truncate(0)
-            fh.write(json.dumps(info))
+        try:
+            with open(self.path, "r+") as fh:  # the holder's own file: contenders never truncate it
+                fh.truncate(0)
+                fh.write(json.dumps(info))
+        except OSError:  # a full disk: the lock is held all the same, only the holder's name is missing
+            pass
         return self
 
     def _holder(self) -> tuple[str, int | None]:
@@ -135,6 +142,25 @@ def clear_run(run_dir: str | Path) -> None:
             shutil.rmtree(child)
         else:
             child.unlink()
+
+
+def mark_finished(run_dir: str | Path, env_steps: int) -> None:
+    """Record that the run in ``run_dir`` finished at ``env_steps``: its final checkpoint, last log
+    row and final evaluation are written."""
+    atomic_write_text(Path(run_dir) / FINISHED_NAME, json.dumps({"env_steps": int(env_steps)}))
+
+
+def finished_steps(run_dir: str | Path) -> int | None:
+    """The env steps at which the run in ``run_dir`` finished (:func:`mark_finished`), or ``None``: not
+    finished, finished at other steps than its latest checkpoint's (resumed to more steps since), or
+    an unreadable marker. A run killed between its final checkpoint and its final evaluation is not
+    finished: ``rlblocks resume`` writes that evaluation."""
+    try:
+        steps = json.loads((Path(run_dir) / FINISHED_NAME).read_text())["env_steps"]
+        checkpoint = json.loads((latest_checkpoint(Path(run_dir)) / "meta.json").read_text())["env_steps"]
+    except (OSError, ValueError, KeyError, TypeError, CheckpointError):
+        return None
+    return steps if isinstance(steps, int) and steps == checkpoint else None
 
 
 #: ``config.json`` fields and their types: ``(path, type, what it is)``.

@@ -7,8 +7,8 @@ Layout of a sweep directory::
     <sweep>/<algo>/<env>/seed<S>/train.log that run's stdout and stderr (appended across sessions)
 
 Each run is ``python -m rlblocks train ... --no-progress`` (or ``rlblocks resume`` when the run
-has a checkpoint below ``--steps``); ``jobs`` of them run at a time. Re-running the same sweep
-command skips runs whose latest checkpoint is at ``>= steps`` env steps and resumes the others,
+has a checkpoint); ``jobs`` of them run at a time. Re-running the same sweep command skips finished
+runs (final checkpoint at ``>= steps`` env steps and final evaluation written) and resumes the others,
 so an interrupted sweep is continued by repeating its command. Every check on user input
 (algorithms, env ids, seeds, hyperparameters, action spaces, jobs) happens before any run starts.
 """
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from rlblocks.errors import ConfigError, RLBlocksError
+from rlblocks.rundir import finished_steps
 
 SWEEP_FILE = "sweep.json"
 LOG_NAME = "train.log"
@@ -187,7 +188,7 @@ def _classify(run: SweepRun, steps: int) -> None:
     done = checkpoint_steps(run.run_dir)
     if done is None:  # stopped before its first checkpoint: start it again
         run.action, run.steps_done = "restart", 0
-    elif done >= steps:
+    elif done >= steps and finished_steps(run.run_dir) == done:
         run.action, run.steps_done = "done", done
     else:
         run.action, run.steps_done = "resume", done
