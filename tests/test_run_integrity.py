@@ -395,6 +395,10 @@ def _register_dict_env():
     (["--seed", "-1"], ["--seed -1 must be an integer from 0"]),
     (["--set", "buffer_size=1000000000000"], ["buffer_size=1000000000000 needs about", "GiB", "--set buffer_size="]),
     (["--set", "hidden_sizes=300000,300000"], ["hidden_sizes=300000,300000 needs about", "GiB"]),
+    # goal-env settings on an env without goals were saved in config.json and did nothing
+    (["--set", "her=final"], ["her=final acts only on goal envs", "Pendulum-v1 is not one"]),
+    (["--set", "her_terminal=true"], ["her_terminal=True acts only on goal envs"]),
+    (["--set", "her_clip_target=true"], ["her_clip_target=True acts only on goal envs"]),
 ])
 def test_bad_input_stops_before_the_run_directory_exists(extra, fragments, capsys, monkeypatch, tmp_path):
     _register_dict_env()
@@ -798,3 +802,23 @@ def test_a_full_disk_elsewhere_in_the_run_is_one_line(tmp_path, monkeypatch, cap
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     r = main_in_process(train_args(tmp_path / "run", 300), capsys)
     one_line_error(r, "No space left on device", "progress.csv", "rlblocks resume")
+
+
+def test_resume_and_overwrite_together_are_refused(finished_run, cli, tree_state, tmp_path):
+    """``train --resume --overwrite``: the old code ignored --overwrite and resumed."""
+    run_dir = copy_run(finished_run, tmp_path / "run")
+    before = tree_state(run_dir)
+    r = cli(*train_args(run_dir, 300), "--resume", "--overwrite", cwd=tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == ("rlblocks train: error: argument --overwrite: not allowed with "
+                                                 "argument --resume")
+    assert tree_state(run_dir) == before
+
+
+def test_a_run_with_goal_keys_made_before_the_check_still_resumes(finished_run, cli, tmp_path):
+    """The goal-key check refuses new runs only: a run directory that holds such a setting stays usable."""
+    run_dir = copy_run(finished_run, tmp_path / "run")
+    _edit_record(run_dir, lambda record: record["config"].update(her="final"))
+    r = cli("resume", run_dir, "--steps", "260", "--no-progress", "--device", "cpu", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "finished at 260 env steps" in r.stdout

@@ -35,8 +35,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="env steps between evaluations (0: off; default per algorithm: `rlblocks list`)")
     t.add_argument("--checkpoint-every", type=int, default=50_000, help="env steps between checkpoints (0: end only)")
     t.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    t.add_argument("--resume", action="store_true", help="continue the run in --run-dir if there is one")
-    t.add_argument("--overwrite", action="store_true", help="delete an existing run in --run-dir first")
+    existing = t.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_true", help="continue the run in --run-dir if there is one")
+    existing.add_argument("--overwrite", action="store_true", help="delete an existing run in --run-dir first")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: the cores other processes leave free when the run first starts, kept on resume)")

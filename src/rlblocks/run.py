@@ -97,13 +97,14 @@ def check_threads(threads: int | None) -> None:
         raise ConfigError(f"--threads {threads} must be >= 1 (or omitted: adapt to the free cores)")
 
 
-def check_env_fits(spec: AlgoSpec, env_id: str, cfg: BaseConfig) -> None:
+def check_env_fits(spec: AlgoSpec, env_id: str, cfg: BaseConfig, new_run: bool = True) -> None:
     """Check, on one env made for the purpose, that ``spec`` can act in it (action space), read its
     observations (a flat Box vector, or a goal dict for the replay-based algorithms) and that the
-    replay buffer and networks fit in memory.
+    replay buffer and networks fit in memory; for a ``new_run``, also that no goal-env key
+    (:attr:`ReplayConfig.GOAL_KEYS`) is set on an env without goals (a run already made resumes as it is).
 
     Raises:
-        RLBlocksError: naming the space or the key (``buffer_size``, ``hidden_sizes``) and the fix.
+        RLBlocksError: naming the space or the key (``buffer_size``, ``hidden_sizes``, ``her``) and the fix.
     """
     import gymnasium as gym
 
@@ -114,6 +115,12 @@ def check_env_fits(spec: AlgoSpec, env_id: str, cfg: BaseConfig) -> None:
     finally:
         env.close()
     goal_ok = isinstance(cfg, ReplayConfig)  # replay-based algorithms read goal dicts; PPO does not (yet)
+    if goal_ok and new_run and not is_goal_space(obs_space):
+        defaults = type(cfg)()
+        for key in ReplayConfig.GOAL_KEYS:
+            if getattr(cfg, key) != getattr(defaults, key):
+                raise ConfigError(f"{key}={_show(getattr(cfg, key))} acts only on goal envs (dict observations with "
+                                  f"a desired_goal) and {env_id} is not one; drop the {key} setting")
     if goal_ok and is_goal_space(obs_space):
         obs_dim = sum(int(s.shape[0]) for s in obs_space.spaces.values())  # every key is stored
     elif isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1:
@@ -194,6 +201,8 @@ def train(algo: str | None, env_id: str | None, *, steps: int, seed: int = 0, ru
     for flag, value in (("--eval-every", eval_every), ("--checkpoint-every", checkpoint_every)):
         if value < 0:
             raise ConfigError(f"{flag} {value} must be >= 0 (0 turns it off)")
+    if resume and overwrite:
+        raise ConfigError("--resume continues the run in --run-dir and --overwrite deletes it: pass one of them")
     check_seed(seed)
     check_threads(threads)
     dev = resolve_device(device)
@@ -303,7 +312,7 @@ def _agent_from_record(run_dir: Path, record: dict[str, Any], *, for_training: b
     cfg.validate()
     options = record["options"]
     if for_training:
-        check_env_fits(spec, record["env_id"], cfg)  # the memory check, before the buffer is allocated
+        check_env_fits(spec, record["env_id"], cfg, new_run=False)  # the memory check, before the buffer is allocated
         opts = RunOptions(run_dir, total, options["eval_every"], options["checkpoint_every"], progress, threads=threads,
                           **layout_options(record, total))
     else:  # acting only: no run directory outputs, no replay buffer

@@ -31,6 +31,10 @@ class ReplayConfig(BaseConfig):
                                "first_visit_succ), for envs that end at the goal (BitFlip); false: never terminal")
     her_clip_target: bool = param(False, help="goal envs: clip TD targets to [-1/(1-gamma), 0] (sparse -1/0 rewards)")
 
+    #: keys that act only on goal envs (dict observations); a new run on another env refuses values other
+    #: than their defaults instead of recording settings that do nothing
+    GOAL_KEYS = ("her", "her_terminal", "her_clip_target")
+
     def check(self) -> None:
         if self.batch_size > self.buffer_size:
             raise ConfigError(f"batch_size={self.batch_size} is larger than buffer_size={self.buffer_size}; "
