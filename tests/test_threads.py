@@ -73,3 +73,41 @@ def _tensors(tree, prefix=""):
         for k, v in tree.items():
             out.update(_tensors(v, f"{prefix}.{k}"))
     return out
+
+
+def test_a_runs_config_json_repeats_it_bit_for_bit_whatever_the_load(tmp_path, monkeypatch, capsys):
+    """The count a new run takes from the free cores is printed and recorded in ``config.json``;
+    ``train --config RUN/config.json`` takes it (with the seed and schedules) from there, so the
+    same command gives the same result on a busy and an idle machine (the old code refused a run's
+    ``config.json`` as a config file, and a new run followed the load)."""
+    import json
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads_mod, "cores", lambda: 2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # both runs draw their initial weights with the same count
+    kw = {"overrides": {"n_steps": "64", "n_minibatches": "4", "n_epochs": "2"}, "eval_every": 0,
+          "device": "cpu", "progress": False}
+    try:
+        monkeypatch.setattr(threads_mod, "others_running", lambda: 1)  # another process running: 1 thread
+        first = train("ppo", "Pendulum-v1", steps=192, seed=3, run_dir=str(tmp_path / "busy"), **kw)
+        out = capsys.readouterr().out
+        assert f"torch threads: 1 (the cores free of other processes, of 2); recorded in {first}/config.json" in out
+        record = json.loads((first / "config.json").read_text())
+        assert record["options"]["threads"] == 1 and record["seed"] == 3
+        monkeypatch.setattr(threads_mod, "others_running", lambda: 0)  # now idle: a new run would take 2
+        again = train(None, None, config_file=str(first / "config.json"), run_dir=str(tmp_path / "idle"),
+                      device="cpu", progress=False)
+        assert f"torch threads: 1 (as in {first}/config.json)" in capsys.readouterr().out
+        fresh = train("ppo", "Pendulum-v1", steps=192, seed=3, run_dir=str(tmp_path / "fresh"), **kw)
+    finally:
+        torch.set_num_threads(before)
+    a, b = (load_checkpoint(latest_checkpoint(p))["modules"] for p in (first, again))
+    assert json.loads((again / "config.json").read_text())["options"] == record["options"] | {
+        "config_file": str(first / "config.json")}
+    assert a["threads"] == b["threads"] == {"count": 1}
+    flat_a, flat_b = _tensors(a["policy"]), _tensors(b["policy"])
+    assert flat_a.keys() == flat_b.keys() and len(flat_a) >= 4
+    for k in flat_a:
+        assert torch.equal(flat_a[k], flat_b[k]), k
+    assert json.loads((fresh / "config.json").read_text())["options"]["threads"] == 2  # the rule is the load's

@@ -21,8 +21,9 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train an agent")
     t.add_argument("--algo", default=None, help="algorithm (see `rlblocks list`); may come from --config")
     t.add_argument("--env", default=None, help="gymnasium env id, e.g. HalfCheetah-v5; may come from --config")
-    t.add_argument("--steps", type=int, default=100_000, help="total env steps (default 100000)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--steps", type=int, default=None,
+                   help="total env steps (default 100000, or the run's with --config RUN/config.json)")
+    t.add_argument("--seed", type=int, default=None, help="default 0, or the run's with --config RUN/config.json")
     t.add_argument("--num-envs", type=int, default=None, help="parallel envs (config key num_envs)")
     t.add_argument("--async-envs", action="store_true", help="step envs in subprocesses (vector_mode=async)")
     t.add_argument("--run-dir", default=None, help="default: runs/<algo>/<env>/<hash>-seed<S>")
@@ -33,14 +34,16 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help="override config keys")
     t.add_argument("--eval-every", type=int, default=None,
                    help="env steps between evaluations (0: off; default per algorithm: `rlblocks list`)")
-    t.add_argument("--checkpoint-every", type=int, default=50_000, help="env steps between checkpoints (0: end only)")
+    t.add_argument("--checkpoint-every", type=int, default=None,
+                   help="env steps between checkpoints (0: end only; default 50000)")
     t.add_argument("--device", default="auto", help="auto, cpu or cuda")
     existing = t.add_mutually_exclusive_group()
     existing.add_argument("--resume", action="store_true", help="continue the run in --run-dir if there is one")
     existing.add_argument("--overwrite", action="store_true", help="delete an existing run in --run-dir first")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--threads", type=int, default=None,
-                   help="torch threads (default: the cores other processes leave free when the run first starts, kept on resume)")
+                   help="torch threads (default: OMP_NUM_THREADS, else the cores other processes leave free when the "
+                        "run first starts; recorded in config.json and kept on resume)")
     _backend_arguments(t)
     t.add_argument("--load", default=None, metavar="RUN_DIR",
                    help="start from another run's trained weights (policy, critic, normaliser; not optimizers, "

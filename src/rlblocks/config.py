@@ -193,6 +193,8 @@ def load_config_file(path: str | Path, _seen: tuple = ()) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid JSON: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a JSON object")
+    if is_run_record(data):  # a run's config.json: its resolved hyperparameters and identity
+        return {"algo": data["algo"], "env_id": data["env_id"], **data["config"]}
     parents = data.pop("inherits", [])
     if isinstance(parents, str):
         parents = [parents]
@@ -209,6 +211,33 @@ def load_config_file(path: str | Path, _seen: tuple = ()) -> dict[str, Any]:
     merged.update(updates)
     merged.update(data)
     return merged
+
+
+def is_run_record(data: Any) -> bool:
+    """Whether ``data`` is a run directory's ``config.json`` (``algo``, ``env_id``, ``seed``, ``config``,
+    ``options``) rather than a config file of hyperparameters."""
+    return (isinstance(data, dict) and isinstance(data.get("config"), dict) and isinstance(data.get("options"), dict)
+            and "env_id" in data and "seed" in data)
+
+
+#: The run options a run's ``config.json`` gives ``train --config`` as defaults (flags win), so that the
+#: same command repeats the run bit for bit: the seed, the torch thread count and the schedules.
+RECORD_OPTIONS = ("seed", "threads", "steps", "eval_every", "checkpoint_every")
+
+
+def run_record_options(path: str | Path | None) -> dict[str, int]:
+    """:data:`RECORD_OPTIONS` of the run whose ``config.json`` is ``path`` (``{}`` for any other file)."""
+    if path is None:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    if not is_run_record(data):
+        return {}
+    values = {"seed": data["seed"], **data["options"]}
+    return {k: values[k] for k in RECORD_OPTIONS
+            if isinstance(values.get(k), int) and not isinstance(values.get(k), bool)}
 
 
 def shipped_configs() -> list[str]:

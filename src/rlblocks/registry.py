@@ -61,6 +61,8 @@ class RunOptions:
     training: bool = True
     #: torch threads: ``None`` adapts to the cores other processes leave free (``components/threads.py``)
     threads: int | None = None
+    #: the count in the run's ``config.json``, used when ``threads`` is ``None`` and no checkpoint has one
+    recorded_threads: int | None = None
     #: builds the ``env`` module, ``env_runner(env_id, num_envs, seed, vector_mode, allow_goal)``;
     #: ``None``: an in-process :class:`EnvRunner`. The Ray layouts (``rlblocks.distributed``) swap in
     #: their workers here.
@@ -193,7 +195,7 @@ def _service_modules(env_id: str, cfg: BaseConfig, seed: int, opts: RunOptions) 
     if opts.run_dir is not None:
         modules.append(Checkpointer(opts.run_dir, opts.checkpoint_every, opts.total_steps))
     if opts.training:
-        modules.append(Threads(opts.threads))
+        modules.append(Threads(opts.threads, opts.recorded_threads))
     return modules
 
 

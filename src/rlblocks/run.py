@@ -30,7 +30,8 @@ import torch
 
 from rlblocks.algos.replay_config import ReplayConfig
 from rlblocks.checkpoint import atomic_write_text, has_checkpoint, latest_checkpoint, load_checkpoint, restore_agent
-from rlblocks.config import BaseConfig, find_config_file, load_config_file, run_identity
+from rlblocks.components.threads import env_threads, resolve_threads
+from rlblocks.config import BaseConfig, find_config_file, load_config_file, run_identity, run_record_options
 from rlblocks.envs import check_env_id, make_env
 from rlblocks.envs.goal import is_goal_space
 from rlblocks.errors import ConfigError, Interrupted, RLBlocksError
@@ -159,9 +160,9 @@ def resolve_run(algo: str | None, env_id: str | None, config_file: str | None) -
     return ident["algo"], ident["env"], path
 
 
-def train(algo: str | None, env_id: str | None, *, steps: int, seed: int = 0, run_dir: str | None = None,
-          config_file: str | None = None, overrides: dict[str, Any] | None = None,
-          eval_every: int | None = None, checkpoint_every: int = 50_000, device: str = "auto",
+def train(algo: str | None, env_id: str | None, *, steps: int | None = None, seed: int | None = None,
+          run_dir: str | None = None, config_file: str | None = None, overrides: dict[str, Any] | None = None,
+          eval_every: int | None = None, checkpoint_every: int | None = None, device: str = "auto",
           resume: bool = False, overwrite: bool = False, progress: bool = True, load: str | None = None,
           threads: int | None = None, preset: str | None = None, backend: str = "local", workers: int | None = None,
           ray_address: str | None = None) -> Path:
@@ -174,9 +175,15 @@ def train(algo: str | None, env_id: str | None, *, steps: int, seed: int = 0, ru
     interactors and evaluator actor; ``ray_address`` joins a running cluster, else a local Ray is
     started and shut down at the end. The backend is recorded, so ``resume`` uses it again.
 
+    ``config_file`` may also be a run's ``config.json``: its hyperparameters, and its seed, thread
+    count and schedules (:data:`rlblocks.config.RECORD_OPTIONS`) for the arguments left ``None``, so
+    that ``rlblocks train --config RUN/config.json`` repeats that run bit for bit.
+
     ``preset`` names a hyperparameter preset (:data:`rlblocks.registry.NAMED_PRESETS`).
-    ``eval_every`` ``None`` takes the algorithm's default (:attr:`AlgoSpec.eval_every`); ``threads``
-    ``None`` adapts torch's threads to the free cores (:mod:`rlblocks.components.threads`).
+    ``None`` arguments take their defaults: ``steps`` 100,000, ``seed`` 0, ``checkpoint_every`` 50,000,
+    ``eval_every`` the algorithm's (:attr:`AlgoSpec.eval_every`), ``threads`` ``OMP_NUM_THREADS`` when
+    set, else the cores other processes leave free now (:mod:`rlblocks.components.threads`); the
+    count is recorded in ``config.json`` and printed.
     ``resume`` continues the run already in ``run_dir`` (from step 0 if it has no checkpoint yet);
     it must have been made with the same algo, env, seed and hyperparameters. ``overwrite`` replaces
     it. ``load`` (a run directory) starts the new run from that run's trained weights: see
@@ -195,7 +202,11 @@ def train(algo: str | None, env_id: str | None, *, steps: int, seed: int = 0, ru
     spec = get_algo(algo)
     check_env_id(env_id)
     cfg = resolve_config(spec, env_id, config_path, overrides, preset)
-    eval_every = spec.eval_every if eval_every is None else eval_every
+    repeat = run_record_options(config_path)  # a run's config.json: repeat its options where none are given
+    steps = _first(steps, repeat.get("steps"), 100_000)
+    seed = _first(seed, repeat.get("seed"), 0)
+    eval_every = _first(eval_every, repeat.get("eval_every"), spec.eval_every)
+    checkpoint_every = _first(checkpoint_every, repeat.get("checkpoint_every"), 50_000)
     if steps <= 0:
         raise ConfigError(f"--steps {steps} must be positive")
     for flag, value in (("--eval-every", eval_every), ("--checkpoint-every", checkpoint_every)):
@@ -205,6 +216,10 @@ def train(algo: str | None, env_id: str | None, *, steps: int, seed: int = 0, ru
         raise ConfigError("--resume continues the run in --run-dir and --overwrite deletes it: pass one of them")
     check_seed(seed)
     check_threads(threads)
+    if threads is None and env_threads() is None and "threads" in repeat:
+        count, threads_from = repeat["threads"], f"as in {config_file}"
+    else:
+        count, threads_from = resolve_threads(threads)  # a new run's count (a resumed run keeps its own)
     dev = resolve_device(device)
     check_env_fits(spec, env_id, cfg)
     workers = check_backend(spec, env_id, cfg, backend, workers, ray_address)
@@ -218,7 +233,8 @@ def train(algo: str | None, env_id: str | None, *, steps: int, seed: int = 0, ru
             raise RLBlocksError(f"--load {load} is the run directory of the new run; pass another --run-dir")
         source = check_load_source(load, spec, env_id)
     record = {"algo": algo, "env_id": env_id, "seed": seed, "config": cfg.to_dict(),
-              "options": {"steps": steps, "eval_every": eval_every, "checkpoint_every": checkpoint_every}}
+              "options": {"steps": steps, "eval_every": eval_every, "checkpoint_every": checkpoint_every,
+                          "threads": count}}
     if source is not None:
         record["options"]["loaded_from"] = str(source.checkpoint)
     if config_path is not None:  # provenance only: the resolved values above are what the run uses
@@ -227,13 +243,20 @@ def train(algo: str | None, env_id: str | None, *, steps: int, seed: int = 0, ru
         record["options"].update({"backend": backend, "workers": workers})
     with backend_session(backend, ray_address):
         return _train_in_session(path, record, spec, env_id, cfg, seed, dev, steps, eval_every, checkpoint_every,
-                                 progress, threads, device, resume, overwrite, source)
+                                 progress, threads, threads_from, device, resume, overwrite, source)
+
+
+def _first(*values):
+    """The first of ``values`` that is not ``None``."""
+    return next(v for v in values if v is not None)
 
 
 def _train_in_session(path: Path, record: dict[str, Any], spec: AlgoSpec, env_id: str, cfg: BaseConfig, seed: int,
                       dev: torch.device, steps: int, eval_every: int, checkpoint_every: int, progress: bool,
-                      threads: int | None, device: str, resume: bool, overwrite: bool, source) -> Path:
-    """:func:`train` once the input is checked and the backend runs: make or reopen the run, build, train."""
+                      threads: int | None, threads_from: str, device: str, resume: bool, overwrite: bool,
+                      source) -> Path:
+    """:func:`train` once the input is checked and the backend runs: make or reopen the run, build, train.
+    A new run uses the thread count in ``record``; a resumed one keeps its own unless ``threads`` is given."""
     new_root = _first_missing(path)  # the top directory this call creates, removed again on failure
     if path.exists() and not path.is_dir():
         raise RLBlocksError(f"--run-dir {path} is a file; pass a directory")
@@ -248,11 +271,14 @@ def _train_in_session(path: Path, record: dict[str, Any], spec: AlgoSpec, env_id
                 raise RLBlocksError(f"{path} already holds a run; add --resume to continue it or --overwrite to "
                                     "replace it")
             clear_run(path)
-        opts = RunOptions(path, steps, eval_every, checkpoint_every, progress, threads=threads,
+        count = record["options"]["threads"]
+        opts = RunOptions(path, steps, eval_every, checkpoint_every, progress, threads=count,
                           **layout_options(record, steps))
         agent = None
         try:
             atomic_write_text(path / "config.json", json.dumps(record, indent=2))
+            print(f"torch threads: {count} ({threads_from}); recorded in {path / 'config.json'}: `rlblocks train "
+                  f"--config {path / 'config.json'}` repeats this run exactly")
             agent = _build(spec, env_id, cfg, seed, dev, opts)
             if source is not None:
                 names = load_weights(agent, source)
@@ -314,7 +340,7 @@ def _agent_from_record(run_dir: Path, record: dict[str, Any], *, for_training: b
     if for_training:
         check_env_fits(spec, record["env_id"], cfg, new_run=False)  # the memory check, before the buffer is allocated
         opts = RunOptions(run_dir, total, options["eval_every"], options["checkpoint_every"], progress, threads=threads,
-                          **layout_options(record, total))
+                          recorded_threads=options.get("threads"), **layout_options(record, total))
     else:  # acting only: no run directory outputs, no replay buffer
         opts = RunOptions(None, total, 0, 0, False, tensorboard=False, training=False)
     return _build(spec, record["env_id"], cfg, record["seed"], resolve_device(device), opts)

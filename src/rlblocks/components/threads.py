@@ -74,29 +74,42 @@ def free_threads(n_cores: int, others: float | None) -> int:
     return max(1, min(n_cores, n_cores - round(others)))
 
 
+def env_threads() -> int | None:
+    """``OMP_NUM_THREADS`` when it is set to a positive count, else ``None``."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    return int(env) if env.isdigit() and int(env) > 0 else None
+
+
+def resolve_threads(threads: int | None) -> tuple[int, str]:
+    """The thread count of a new run and where it came from: ``threads`` (``--threads``), else
+    ``OMP_NUM_THREADS``, else the cores other processes leave free now (:func:`free_threads`)."""
+    if threads is not None:
+        return threads, "--threads"
+    if env_threads() is not None:
+        return env_threads(), "OMP_NUM_THREADS"
+    return free_threads(cores(), others_running()), f"the cores free of other processes, of {cores()}"
+
+
 class Threads(Module):
     """Sets torch's thread count when training starts (see the module docstring).
 
-    ``fixed``: a count chosen by the user; ``None``: the count recorded in the run's checkpoint,
-    else ``OMP_NUM_THREADS`` when set, else the free cores at the run's first start.
+    ``fixed``: a count chosen by the user (or ``OMP_NUM_THREADS`` when set); else the count in the
+    run's checkpoint, else ``recorded`` (the run's ``config.json``), else the free cores now.
     """
 
     name = "threads"
 
-    def __init__(self, fixed: int | None = None):
+    def __init__(self, fixed: int | None = None, recorded: int | None = None):
         super().__init__()
-        env = os.environ.get("OMP_NUM_THREADS", "")
-        if fixed is None and env.isdigit() and int(env) > 0:
-            fixed = int(env)
-        self.fixed = fixed
-        self.count: int | None = None  # the count in effect: recorded in checkpoints
+        self.fixed = fixed if fixed is not None else env_threads()
+        self.count: int | None = recorded  # the count in effect: recorded in checkpoints
 
     def on_train_start(self) -> None:
         """Only a run started by ``rlblocks``'s loop (``run.train``/``resume``) manages threads; an agent
         stepped by hand (``agent.train``) leaves the caller's setting alone."""
         if self.fixed is not None:
             self.count = self.fixed
-        elif self.count is None:  # a new run (or one from before counts were recorded)
+        elif self.count is None:  # an agent built without a run's count
             self.count = free_threads(cores(), others_running())
         if self.count != torch.get_num_threads():
             torch.set_num_threads(self.count)
