@@ -233,3 +233,25 @@ def test_worker_batches_are_joined_along_each_leafs_env_axis():
     joined = cat_tree([worker(1), worker(3)], 1)
     assert joined["obs"].shape == (3, 4, 4) and joined["extras"]["state"].shape == (3, 2, 4, 5)
     assert index_tree(joined, 2)["extras"]["state"].shape == (2, 4, 5)
+
+
+def test_every_checkpoint_of_the_async_layout_follows_the_eval_rows_it_counts(ray_address, tmp_path, one_thread,
+                                                                               monkeypatch):
+    """An evaluation still running in the evaluator actor when a checkpoint is written was lost for good
+    by a SIGKILL soon after (the resume redoes only what comes after the checkpoint): each checkpoint
+    now waits for the rows of every evaluation it counts."""
+    from rlblocks.components import checkpointer
+
+    real_save, seen = checkpointer.save_checkpoint, {}
+
+    def save_and_look(root, agent, *a, **kw):
+        path = real_save(root, agent, *a, **kw)
+        eval_csv = Path(root).parent / "eval.csv"
+        seen[agent.env_steps] = [int(r[2]) for r in _rows(eval_csv)] if eval_csv.exists() else []
+        return path
+
+    monkeypatch.setattr(checkpointer, "save_checkpoint", save_and_look)
+    train("sac", "Pendulum-v1", steps=900, seed=0, run_dir=str(tmp_path / "run"), eval_every=300,
+          checkpoint_every=300, progress=False, backend="ray", workers=2,
+          overrides={"learning_starts": "200", "hidden_sizes": "16", "batch_size": "16", "eval_episodes": "1"})
+    assert seen == {300: [300], 600: [300, 600], 900: [300, 600, 900]}

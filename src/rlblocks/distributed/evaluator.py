@@ -55,7 +55,7 @@ class RayEvaluator(Evaluator):
     dropped), but each evaluation runs in an :class:`EvaluatorActor` while the learner trains on.
     The learner sends the policy and normaliser weights (one ``ray.put``) and the row's
     ``hours, epoch, frames``; the actor appends the row. Scores reach the logger (TensorBoard, the
-    progress bar) when they come back; the run's end waits for every pending evaluation.
+    progress bar) when they come back; the run's end and every checkpoint wait for every pending evaluation.
 
     The actor reserves no CPU from Ray (it runs a few episodes now and then), so it fits beside
     interactors that take every CPU of a small machine.
@@ -92,6 +92,13 @@ class RayEvaluator(Evaluator):
     def on_train_end(self) -> None:
         super().on_train_end()
         self._collect(wait=True)
+
+    def state_dict(self):
+        """The schedule, once every evaluation sent so far has written its row: a checkpoint must not
+        count an evaluation whose row a kill could still lose (a resume only redoes what comes after
+        the checkpoint). Waits for at most one evaluation's time at each checkpoint."""
+        self._collect(wait=True)
+        return super().state_dict()
 
     def _collect(self, wait: bool) -> None:
         """Hand finished evaluations to the logger (all of them, waiting, with ``wait``)."""
