@@ -10,7 +10,7 @@ import torch
 
 from rlblocks.components.events import log_event
 from rlblocks.envs import make_vec_env
-from rlblocks.envs.goal import GOAL_KEYS, is_goal_space, obs_to_tensor
+from rlblocks.envs.goal import GOAL_KEYS, SUCCESS_KEYS, is_goal_space, obs_to_tensor, success_flags
 from rlblocks.envs.recover import ERROR_KEY
 from rlblocks.errors import CheckpointError, RLBlocksError
 from rlblocks.module import Actor, Closeable, Module, as_actor
@@ -41,8 +41,9 @@ class EnvRunner(Module, Closeable):
 
     Goal envs (dict observations ``{observation, achieved_goal, desired_goal}``, see
     :mod:`rlblocks.envs.goal`): ``obs`` and ``next_obs`` are dicts of ``[num_envs, dim]`` tensors,
-    and each finished episode also reports ``"success"`` (the env's ``info["is_success"]`` at its
-    last step).
+    and each finished episode also reports ``"success"`` (the env's success flag at its last step:
+    ``info["is_success"]``, or ``info["success"]`` for the maze tasks; see
+    :func:`~rlblocks.envs.goal.success_flags`).
 
     Args:
         env_id, num_envs, mode: see :func:`rlblocks.envs.make_vec_env`.
@@ -63,8 +64,8 @@ class EnvRunner(Module, Closeable):
                  allow_goal: bool = False):
         super().__init__()
         self.env_id, self.num_envs, self.seed, self.mode = env_id, num_envs, seed, mode
-        # a goal env's is_success is kept (a key the env lacks costs one dict lookup per step)
-        keys = (*info_keys, "is_success") if allow_goal else info_keys
+        # a goal env's success flag is kept (a key the env lacks costs one dict lookup per step)
+        keys = (*info_keys, *SUCCESS_KEYS) if allow_goal else info_keys
         self.vec = make_vec_env(env_id, num_envs, mode, info_keys=keys, copy=False, recover=True)
         self.obs_space = self.vec.single_observation_space
         self.action_space = self.vec.single_action_space
@@ -122,7 +123,7 @@ class EnvRunner(Module, Closeable):
         self.episode_length += 1
         if done.any():
             next_obs = self._final_obs(done, info["final_obs"])
-            success = info.get("final_info", {}).get("is_success") if self.goal else None
+            success = success_flags(info.get("final_info", {})) if self.goal else None
             finished = self._end_episodes(done, success)
             final_info = info.get("final_info", {})
             if ERROR_KEY in final_info:  # an env raised and was rebuilt: drop its cut episode, log the event

@@ -10,20 +10,21 @@ import torch
 
 from rlblocks.components.csv_log import append_csv_row, truncate_csv
 from rlblocks.envs import make_env, make_vec_env
-from rlblocks.envs.goal import obs_to_tensor
+from rlblocks.envs.goal import SUCCESS_KEYS, obs_to_tensor, success_flags
 from rlblocks.module import Closeable, Module, as_actor
 
 EVAL_COLUMNS = ("hours", "epoch", "frames", "score")  # STEVE's greedy.csv columns
-GOAL_EVAL_COLUMNS = (*EVAL_COLUMNS, "success")  # goal envs: mean info["is_success"] at episode ends
+GOAL_EVAL_COLUMNS = (*EVAL_COLUMNS, "success")  # goal envs: mean success flag at episode ends
 
 
 def eval_vec_env(env_id: str, episodes: int, num_envs: int | None = None, goal: bool = False):
     """The vector env :func:`evaluate` runs ``episodes`` episodes in: ``min(episodes, num_envs)``
-    envs (default one per episode), no autoreset, ``info["is_success"]`` kept for goal envs."""
+    envs (default one per episode), no autoreset, the success flags
+    (:data:`~rlblocks.envs.goal.SUCCESS_KEYS`) kept in ``info`` for goal envs."""
     from gymnasium.vector import AutoresetMode
 
     n = max(1, min(episodes, num_envs or episodes))
-    return make_vec_env(env_id, n, "sync", info_keys=("is_success",) if goal else (),
+    return make_vec_env(env_id, n, "sync", info_keys=SUCCESS_KEYS if goal else (),
                         autoreset_mode=AutoresetMode.DISABLED)
 
 
@@ -38,8 +39,9 @@ def evaluate(agent, env_id: str, episodes: int, seed: int, deterministic: bool =
     rounding of batched matrix products: ``tests/test_evaluation.py``). The policy acts without
     exploration noise (``deterministic`` picks the mode of a stochastic policy); the observation
     normaliser is only read, so it stays frozen. Goal envs' dict observations are passed per key;
-    ``successes`` (a list) receives each episode's ``info["is_success"]`` at its last step (NaN
-    where the env reports none). The evaluation keeps its own actor states
+    ``successes`` (a list) receives each episode's success flag at its last step (``info["is_success"]``
+    or, for the maze tasks, ``info["success"]``: :func:`~rlblocks.envs.goal.success_flags`; NaN
+    where the env reports neither). The evaluation keeps its own actor states
     (:class:`~rlblocks.module.Actor`), reset wherever an env starts its next episode.
 
     ``vec``: a vector env from :func:`eval_vec_env` (same ``episodes``, ``num_envs`` and goal
@@ -79,8 +81,9 @@ def evaluate(agent, env_id: str, episodes: int, seed: int, deterministic: bool =
                 continue
             done = running & ended
             returns[episode[done]] = total[done]
-            if "is_success" in info:
-                success[episode[done]] = info["is_success"][done]
+            flags = success_flags(info)
+            if flags is not None:
+                success[episode[done]] = flags[done]
             total[done] = 0.0
             seeds: list[int | None] = [None] * n
             for i in np.flatnonzero(done):
@@ -155,7 +158,7 @@ class Evaluator(Module, Closeable):
 
     Columns: ``hours`` (wall-clock hours of training), ``epoch`` (gradient updates so far),
     ``frames`` (env steps), ``score`` (mean return over ``episodes``), and for goal envs
-    ``success`` (mean ``is_success`` at the episodes' ends).
+    ``success`` (mean success flag at the episodes' ends, see :func:`evaluate`).
     """
 
     name = "evaluator"

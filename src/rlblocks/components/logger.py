@@ -23,7 +23,8 @@ class Logger(Module, Closeable):
     Metrics come from every module that declares :class:`~rlblocks.module.MetricsSource` (the
     algorithm's losses, entropy, temperature, ...), read once per row so the update loop never
     synchronises. ``train_return`` is the mean return of the last 10 finished episodes; goal envs
-    add ``success`` (their mean ``is_success``) after the base columns.
+    add ``success`` (the mean of their success flags, see :class:`~rlblocks.components.env_runner.EnvRunner`)
+    after the base columns.
 
     Args:
         run_dir: directory for ``progress.csv`` and ``tb/``; ``None`` logs nothing to disk.
@@ -60,7 +61,7 @@ class Logger(Module, Closeable):
         self._sources = self.agent.modules_of(MetricsSource)
         self._columns = list(BASE_COLUMNS) + [n for m in self._sources for n in m.metric_names]
         self._goal = getattr(self.agent.modules.get("env"), "goal", False)
-        if self._goal:  # goal envs: mean is_success of the last 10 finished episodes
+        if self._goal:  # goal envs: mean success flag of the last 10 finished episodes
             self._columns.insert(len(BASE_COLUMNS), "success")
 
     def hours(self) -> float:

@@ -18,6 +18,11 @@ import torch
 #: The keys of a goal observation, in storage order.
 GOAL_KEYS = ("observation", "achieved_goal", "desired_goal")
 
+#: The info keys under which goal envs say whether the goal is reached, in order of preference:
+#: gymnasium-robotics' Fetch and hand tasks and rlblocks' BitFlip use ``is_success``, its maze tasks
+#: (PointMaze, AntMaze) ``success``.
+SUCCESS_KEYS = ("is_success", "success")
+
 
 def is_goal_space(space: gym.Space) -> bool:
     """True for a ``Dict`` of exactly :data:`GOAL_KEYS`, each a flat ``Box``."""
@@ -54,6 +59,15 @@ def obs_to(obs, device: torch.device):
     if isinstance(obs, dict):
         return {k: v.to(device) for k, v in obs.items()}
     return obs.to(device)
+
+
+def success_flags(info: dict) -> np.ndarray | None:
+    """Per-env success flags (float64 ``[num_envs]``, 1.0 at the goal) from a vector env's ``info``
+    (or its ``final_info``): the first of :data:`SUCCESS_KEYS` present, ``None`` if none is."""
+    for key in SUCCESS_KEYS:
+        if key in info:
+            return np.asarray(info[key], dtype=np.float64)
+    return None
 
 
 def compute_reward_fn(env: gym.Env):

@@ -6,8 +6,9 @@ future transitions for the env families we support:
 * the env's ``np_random`` bit-generator state (reset noise, stochastic dynamics);
 * ``TimeLimit``'s elapsed-step counter (so truncation happens at the same step);
 * MuJoCo envs: the integration state from ``mujoco.mj_getState(mjSTATE_INTEGRATION)``
-  (qpos, qvel, act, warm-start, controls, time, ...) and the model arrays of :data:`MODEL_FIELDS`
-  (changed per episode by dynamics randomisation);
+  (qpos, qvel, act, warm-start, controls, mocap poses, time, ...), the model arrays of
+  :data:`MODEL_FIELDS` (changed per episode by dynamics randomisation) and the derived arrays of
+  :data:`DERIVED_FIELDS` (positions and velocities of bodies, geoms and sites, as the env left them);
 * other envs (classic control, Box2D-free toy envs): their public array/number attributes
   such as Pendulum's ``state`` and ``last_u``; MuJoCo goal envs (Fetch) too, for their sampled
   ``goal``.
@@ -25,6 +26,16 @@ import numpy as np
 #: MuJoCo model arrays saved in snapshots (what :class:`rlblocks.envs.dynamics.DynamicsRandomization`
 #: changes): body masses and inertias, joint damping, geom friction.
 MODEL_FIELDS = ("body_mass", "body_inertia", "dof_damping", "geom_friction")
+
+#: MuJoCo data arrays computed from the state (by ``mj_forward`` and by ``mj_step`` before it
+#: integrates) that snapshots keep as they are. After ``mj_step`` they describe the state at the start
+#: of its last substep, not the current one, and envs read them before their next ``mj_step``
+#: (gymnasium-robotics' FetchPickAndPlace moves the mocap to the gripper's ``xpos``/``xquat``, Ant's
+#: reward takes the torso's ``xpos``, Humanoid's the centre of mass from ``xipos``), so recomputing
+#: them from the restored state with ``mj_forward`` alone would change the next step.
+DERIVED_FIELDS = ("xpos", "xquat", "xmat", "xipos", "ximat", "xanchor", "xaxis", "geom_xpos", "geom_xmat",
+                  "site_xpos", "site_xmat", "subtree_com", "cinert", "cdof", "cvel", "cdof_dot", "cacc",
+                  "cfrc_int", "cfrc_ext", "subtree_linvel", "subtree_angmom", "sensordata")
 
 
 def _time_limit(env: gym.Env) -> gym.wrappers.TimeLimit | None:
@@ -70,6 +81,7 @@ class Snapshot(gym.Wrapper):
             snap["mujoco"] = state.tolist()
             # the model parameters dynamics randomisation changes per episode (envs/dynamics.py)
             snap["model"] = {name: getattr(model, name).tolist() for name in MODEL_FIELDS}
+            snap["derived"] = {name: getattr(data, name).tolist() for name in DERIVED_FIELDS}
             if hasattr(base, "compute_reward"):  # a MuJoCo goal env (Fetch): its sampled goal lives outside MuJoCo
                 snap["attrs"] = _public_attrs(base)
         else:
@@ -80,7 +92,7 @@ class Snapshot(gym.Wrapper):
         """Restore entry ``index`` of ``snapshots`` (as :meth:`get_snapshot` made it).
 
         Only what this env's own :meth:`get_snapshot` captures is restored, and each value is
-        checked against it first (kind, dtype, shape), so a hand-edited or foreign snapshot can
+        checked against it first (kind, shape, number type), so a hand-edited or foreign snapshot can
         neither set other attributes nor leave the env half restored.
 
         Raises:
@@ -105,9 +117,17 @@ class Snapshot(gym.Wrapper):
         if "mujoco" in snap:
             mujoco, model, data = _mujoco_parts(base)
             for name, values in snap.get("model", {}).items():
-                getattr(model, name)[:] = np.asarray(values, dtype=np.float64)
+                _assign(getattr(model, name), values)
             mujoco.mj_setState(model, data, np.asarray(snap["mujoco"], dtype=np.float64),
                                mujoco.mjtState.mjSTATE_INTEGRATION)
+            # mj_setState sets the state only: everything computed from it (positions of bodies and
+            # sites, contacts, ...) still belonged to the env's previous episode. mj_forward makes it
+            # fit the restored state; the arrays envs read before stepping then get the values the
+            # snapshotted env had (DERIVED_FIELDS: not always the ones mj_forward computes).
+            # Snapshots without them (older checkpoints) get mj_forward's.
+            mujoco.mj_forward(model, data)
+            for name, values in snap.get("derived", {}).items():
+                _assign(getattr(data, name), values)
         for key, spec in snap.get("attrs", {}).items():
             if "array" in spec:
                 setattr(base, key, np.asarray(spec["array"], dtype=spec["dtype"]))
@@ -117,6 +137,11 @@ class Snapshot(gym.Wrapper):
                 setattr(base, key, tuple(spec["tuple"]))
             else:
                 setattr(base, key, spec["value"])
+
+
+def _assign(target: np.ndarray, values: list) -> None:
+    # reshape: an empty array's tolist() is [] whatever its shape (a model without sites: (0, 3))
+    target[:] = np.asarray(values, dtype=np.float64).reshape(target.shape)
 
 
 def _public_attrs(base: gym.Env) -> dict[str, Any]:
@@ -144,8 +169,9 @@ def _check_snapshot(snap: dict[str, Any], reference: dict[str, Any]) -> None:
     """Raise ``ValueError`` unless ``snap`` has the structure of ``reference`` (this env's own snapshot).
 
     Attribute entries may only name attributes that ``reference`` captures (a fixed list per env
-    class); arrays must keep their dtype and shape, numbers stay numbers (``None`` is allowed where
-    the env itself may hold ``None``, e.g. Pendulum's ``last_u`` before its first step).
+    class); arrays and tuples keep their shape and hold numbers (:func:`_sequence_fits`), numbers stay
+    numbers (``None`` is allowed where the env itself may hold ``None``, e.g. Pendulum's ``last_u``
+    before its first step, CartPole's ``steps_beyond_terminated`` before its episode ends).
     """
     unknown = set(snap) - set(reference)
     if unknown or "rng" not in snap or not isinstance(snap["rng"], dict):
@@ -157,11 +183,14 @@ def _check_snapshot(snap: dict[str, Any], reference: dict[str, Any]) -> None:
         state = snap.get("mujoco")
         if not (isinstance(state, list) and len(state) == len(reference["mujoco"]) and all(map(_is_number, state))):
             raise ValueError(f"snapshot 'mujoco' must be {len(reference['mujoco'])} numbers")
-    if "model" in snap:
-        fields = snap["model"]
-        if not isinstance(fields, dict) or set(fields) - set(MODEL_FIELDS) or any(
-                np.shape(v) != np.shape(reference["model"][k]) or not _numeric_list(v) for k, v in fields.items()):
-            raise ValueError(f"snapshot 'model' must hold {', '.join(MODEL_FIELDS)} of this env's shapes")
+    for part, names in (("model", MODEL_FIELDS), ("derived", DERIVED_FIELDS)):
+        if part not in snap:
+            continue
+        fields = snap[part]
+        if not isinstance(fields, dict) or set(fields) - set(names) or any(
+                not _numeric_list(v) or _shape(v) != np.shape(reference[part][k]) for k, v in fields.items()):
+            listed = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+            raise ValueError(f"snapshot {part!r} must hold {listed} of this env's shapes")
     attrs, ref_attrs = snap.get("attrs", {}), reference.get("attrs", {})
     if not isinstance(attrs, dict):
         raise ValueError("snapshot 'attrs' is not an object")  # noqa: TRY004 (as above)
@@ -169,11 +198,8 @@ def _check_snapshot(snap: dict[str, Any], reference: dict[str, Any]) -> None:
         ref = ref_attrs.get(key)
         if ref is None or not isinstance(spec, dict) or len(spec) not in (1, 2):
             raise ValueError(f"snapshot attribute {key!r} is not one this env saves")
-        if "array" in ref:
-            ok = ("array" in spec and spec.get("dtype") == ref["dtype"]
-                  and np.shape(spec["array"]) == np.shape(ref["array"]) and _numeric_list(spec["array"]))
-        elif "tuple" in ref:
-            ok = "tuple" in spec and isinstance(spec["tuple"], list) and all(map(_is_number, spec["tuple"]))
+        if "array" in ref or "tuple" in ref:
+            ok = _sequence_fits(spec, ref)
         else:  # a number, a NumPy scalar or None
             if "scalar" in spec:
                 ok = _is_number(spec["scalar"]) and spec.get("dtype") in _NUMERIC_DTYPES
@@ -183,6 +209,34 @@ def _check_snapshot(snap: dict[str, Any], reference: dict[str, Any]) -> None:
                                                               or _is_number(ref.get("value"))))
         if not ok:
             raise ValueError(f"snapshot attribute {key!r} is {str(spec)[:80]}, unlike this env's {str(ref)[:80]}")
+
+
+def _sequence_fits(spec: dict[str, Any], ref: dict[str, Any]) -> bool:
+    """True if ``spec`` (an ``array`` or ``tuple`` entry) may replace this env's ``ref`` entry.
+
+    The shape must match, but not the container or the number type: envs change them between
+    ``reset`` and ``step`` (gymnasium 1.x: Acrobot's ``state`` is float32 after ``reset`` and float64
+    after ``step``, MountainCarContinuous's the other way round; MountainCar's ``state`` is an array
+    after ``reset`` and a tuple of numbers after ``step``), so a snapshot keeps its own dtype, which
+    must be numeric, and bool only where this env's entry is bool.
+    """
+    values = spec.get("array", spec.get("tuple"))
+    if ("array" in spec) == ("tuple" in spec) or not _numeric_list(values):
+        return False
+    shape = _shape(values)
+    if shape != np.shape(ref.get("array", ref.get("tuple"))):
+        return False
+    if "tuple" in spec:
+        return len(spec) == 1 and len(shape) == 1 and ref.get("dtype", "float64") != "bool"
+    return spec.get("dtype") in _NUMERIC_DTYPES and (spec["dtype"] == "bool") == (ref.get("dtype") == "bool")
+
+
+def _shape(values: list) -> tuple[int, ...] | None:
+    """``np.shape`` of nested lists; ``None`` for ragged ones (numpy raises on them)."""
+    try:
+        return np.shape(values)
+    except ValueError:
+        return None
 
 
 _NUMERIC_DTYPES = {str(np.dtype(c)) for c in "?bhilqBHILQefdg"}
