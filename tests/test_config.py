@@ -3,17 +3,18 @@ layering (defaults → preset → file → --set) and the run hash."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import typing
 
 import pytest
 
 from rlblocks.algos.ddpg import DDPGConfig
 from rlblocks.algos.sac import SACConfig
-from rlblocks.algos.td3 import TD3Config
 from rlblocks.config import load_config_file, parse_overrides
 from rlblocks.errors import ConfigError, RLBlocksError
-from rlblocks.registry import get_algo
+from rlblocks.registry import ALGOS, NAMED_PRESETS, get_algo
 from rlblocks.run import resolve_config
 
 
@@ -24,9 +25,44 @@ def check(values: dict, cls=SACConfig):
 
 
 # ---------------------------------------------------------------------------- validation
-def test_defaults_validate():
-    for cls in (SACConfig, TD3Config, DDPGConfig):
-        cls().validate()
+def _invalid_values(f: dataclasses.Field, kind: type) -> list:
+    """Values just outside the declared range / choices of field ``f`` (of type ``kind``)."""
+    meta, out = f.metadata, []
+    lo, hi = meta.get("low"), meta.get("high")
+    if lo is not None:
+        out.append(kind(lo) if meta.get("low_open") else (lo - 1 if kind is int else lo - 0.5))
+    if hi is not None:
+        out.append(hi + 1 if kind is int else hi + 0.5)
+    if meta.get("choices"):
+        out.append("no-such-choice")
+    if kind is list:
+        out += [[], [0]]
+    return out
+
+
+@pytest.mark.parametrize("algo", sorted(ALGOS))
+def test_defaults_validate_and_every_bounded_key_is_enforced(algo):
+    """Every algorithm's defaults and presets validate; a value outside each key's declared range,
+    outside its choices, or a bad width list raises one ConfigError line that starts with that key."""
+    spec = get_algo(algo)
+    cls = spec.config_cls
+    cls().validate()
+    for pattern, values in spec.presets.items():
+        cls().updated(values, f"preset {pattern}").validate()
+    for name, (algos, values, _) in NAMED_PRESETS.items():
+        if algo in algos:
+            cls().updated(values, f"preset {name}").validate()
+    hints = typing.get_type_hints(cls)
+    checked = 0
+    for f in dataclasses.fields(cls):
+        for bad in _invalid_values(f, hints[f.name]):
+            cfg = dataclasses.replace(cls(), **{f.name: bad})
+            with pytest.raises(ConfigError) as err:
+                cfg.validate()
+            message = str(err.value)
+            assert message.startswith(f"{f.name}=") and "\n" not in message, (f.name, bad, message)
+            checked += 1
+    assert checked >= 20  # the shared keys alone (gamma, num_envs, obs_clip, ...) give more
 
 
 @pytest.mark.parametrize("values, message", [

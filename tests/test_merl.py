@@ -199,9 +199,29 @@ def test_off_policy_merl_heads_join_the_critic_optimizer(one_thread):
             stepped = agent.algo.optimizers()["critic" if algo == "td3" else "adam"].param_groups[0]["params"]
             assert all(any(p is q for q in stepped) for p in agent.aux.parameters())
             before = [p.detach().clone() for p in agent.aux.parameters()]
+            # Each update's losses by hand from what the critic hands the heads: per member e,
+            # L_VE = mean_B (ve_e(h) - VE_e)^2 with VE_e = 1 - Var[y - Q_e] / Var[y], and
+            # L_FS = mean_B (1 - cos(fs_e(h), s')) with s' the replayed next observation; summed over e.
+            by_hand, loss = [], agent.aux.loss
+
+            def spy(inputs, heads=agent.aux.heads, loss=loss, by_hand=by_hand):
+                with torch.no_grad():
+                    h, y, q, s1 = inputs.features, inputs.returns, inputs.values, inputs.next_obs
+                    ve = 1 - (y - q).var(-1, unbiased=False) / y.var(unbiased=False)  # [E]
+                    ve_pred = (h @ heads.ve.weight + heads.ve.bias).squeeze(-1)  # [E, B]
+                    fs_pred = h @ heads.fs.weight + heads.fs.bias  # [E, B, D]
+                    cos = (fs_pred * s1).sum(-1) / (fs_pred.norm(dim=-1) * s1.norm(dim=-1))
+                    by_hand.append((float((ve_pred - ve[:, None]).square().mean(-1).sum()),
+                                    float((1 - cos).mean(-1).sum())))
+                return loss(inputs)
+
+            agent.aux.loss = spy
             agent.train(100)
             assert all(not torch.equal(a, p) for a, p in zip(before, agent.aux.parameters()))
-            metrics = agent.aux.pop_metrics()
-            assert np.isfinite(metrics["ve_loss"]) and 0 <= metrics["fs_loss"] <= 2
+            assert len(by_hand) == agent.algo.updates == 100 - 50 + 1
+            metrics = agent.aux.pop_metrics()  # the means over the updates since the last row
+            ve_mean, fs_mean = np.mean(by_hand, axis=0)
+            assert metrics["ve_loss"] == pytest.approx(ve_mean, rel=1e-4)
+            assert metrics["fs_loss"] == pytest.approx(fs_mean, rel=1e-4)
         finally:
             agent.env.close()

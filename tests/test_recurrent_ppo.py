@@ -3,6 +3,8 @@ with stored states, exact resume mid-episode, config errors, and learning on Car
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
 import torch
@@ -191,13 +193,55 @@ def test_recurrent_run_resumed_mid_episode_equals_the_uninterrupted_run(tmp_path
 # ----------------------------------------------------------------------------- config
 @pytest.mark.parametrize("overrides,match", [
     ({"arch": "rnn"}, "arch='rnn' is not one of ff, lstm, gru"),
-    ({"arch": "gru", "seq_len": "5"}, "seq_len=5 does not divide n_steps=32"),
-    ({"arch": "gru", "n_minibatches": "4", "num_envs": "2"}, "n_minibatches=4 does not divide the 2 sequences"),
+    ({"arch": "gru", "seq_len": "5"}, r"seq_len=5 does not divide n_steps=32; .* e\.g\. seq_len=32,"),
+    # an explicit seq_len that the minibatches cannot split: both keys, each with a value that works
+    ({"arch": "gru", "n_minibatches": "4", "num_envs": "2", "seq_len": "32"},
+     r"n_minibatches=4 does not divide the 2 sequences .*; set n_minibatches=2 .* or seq_len=16 "),
+    ({"arch": "lstm", "n_steps": "2048", "num_envs": "1", "n_minibatches": "32", "seq_len": "256"},
+     r"n_minibatches=32 does not divide the 8 sequences .*; set n_minibatches=8 .* or seq_len=64 "),
     ({"arch": "lstm", "shared_network": "true"}, "shared_network=true is feed-forward only"),
 ])
 def test_bad_recurrent_config_is_one_clear_error(overrides, match):
-    with pytest.raises(ConfigError, match=match):
+    with pytest.raises(ConfigError, match=match) as err:
         resolve_config(get_algo("ppo"), "CartPoleNoVel-v1", overrides={**SMALL, **overrides})
+    assert "\n" not in str(err.value)
+
+
+def test_default_sequence_length_splits_every_rollout_into_whole_minibatches():
+    """``seq_len=0`` resolves to gcd(n_steps, minibatch size) for every valid layout: it divides
+    n_steps, n_minibatches divides the chunks, and no longer length does both. Where a whole
+    rollout column already fitted (the earlier meaning of 0), it still is the whole column, so
+    presets that relied on it (CartPoleNoVel's: 32 steps × 8 envs, one minibatch) are unchanged."""
+    spec = get_algo("ppo")
+    assert resolve_config(spec, "CartPoleNoVel-v1").sequence_length() == 32
+    assert resolve_config(spec, "PendulumNoVel-v1", overrides={"arch": "lstm"}).sequence_length() == 64
+    for n_steps in (1, 6, 32, 48, 100, 2048):
+        for num_envs in (1, 2, 3, 8):
+            batch = n_steps * num_envs
+            for n_mb in (d for d in range(1, batch + 1) if batch % d == 0):
+                cfg = resolve_config(spec, "PendulumNoVel-v1", overrides={
+                    "arch": "gru", "n_steps": n_steps, "num_envs": num_envs, "n_minibatches": n_mb})
+                L = cfg.sequence_length()
+                works = [d for d in range(1, n_steps + 1) if n_steps % d == 0 and (batch // d) % n_mb == 0]
+                assert L == max(works), (n_steps, num_envs, n_mb, L)
+                if (batch // n_steps) % n_mb == 0:
+                    assert L == n_steps
+                resolve_config(spec, "PendulumNoVel-v1", overrides={  # the same length, set explicitly
+                    "arch": "gru", "n_steps": n_steps, "num_envs": num_envs, "n_minibatches": n_mb, "seq_len": L})
+
+
+@pytest.mark.parametrize("env_id,arch", [("PendulumNoVel-v1", "lstm"), ("MountainCarNoVel-v0", "gru")])
+def test_recurrent_defaults_train_on_an_env_without_preset(env_id, arch, cli, tmp_path):
+    """What the README shows, ``--set arch=lstm|gru`` on an env without a PPO preset (PPO's
+    defaults: 2,048 steps, 32 minibatches), trains one rollout: 10 epochs × 32 minibatches."""
+    r = cli("train", "--algo", "ppo", "--env", env_id, "--set", f"arch={arch}", "--steps", "2048",
+            "--no-progress", "--device", "cpu", "--run-dir", "run", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr and "finished at 2048 env steps" in r.stdout
+    with open(tmp_path / "run" / "progress.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(int(row["steps"]), int(row["updates"])) for row in rows] == [(2048, 320)]
+    assert all(np.isfinite(float(rows[0][k])) for k in ("policy_loss", "value_loss", "entropy"))
 
 
 # ----------------------------------------------------------------------------- learning

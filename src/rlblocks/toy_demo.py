@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rlblocks.errors import ConfigError
+
 STATES = 101  # nonterminal states 0..100
 TERMINAL = STATES  # 101
 METHODS = ("q_learning", "mve_oracle", "mve_noisy", "steve_oracle", "steve_noisy")
@@ -82,16 +84,38 @@ def run_method(method: str, steps: int, trials: int, rng: np.random.Generator, h
     return errors
 
 
+def check_arguments(out: str | Path, steps: int, trials: int, seed: int, every: int) -> None:
+    """Raise :class:`~rlblocks.errors.ConfigError` (one line naming the flag and the fix) unless
+    ``steps``, ``trials`` and ``every`` are positive integers, ``seed`` is a non-negative one (NumPy's
+    seed sequences take no negative entries) and neither ``out`` nor a folder above it is a file."""
+    for flag, value, low, fix in (("--steps", steps, 1, "the paper: --steps 10000"),
+                                  ("--trials", trials, 1, "the paper: --trials 10"),
+                                  ("--seed", seed, 0, "e.g. --seed 0"), ("every", every, 1, "e.g. every=10")):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ConfigError(f"toy-demo {flag} {value!r} must be an integer >= {low} ({fix})")
+    path = Path(out).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"toy-demo --out {out}: {existing} is a file; give a directory for toy_demo.csv and "
+                          "toy_demo.png")
+
+
 def toy_demo(out: str | Path, steps: int = 10_000, trials: int = 10, seed: int = 0, every: int = 10,
              plot: bool = True) -> dict[str, float]:
     """Run every method; writes ``out/toy_demo.csv`` (update, then the mean error of each method
-    every ``every`` updates) and ``out/toy_demo.png``; returns the final mean error per method."""
+    every ``every`` updates and after the last) and ``out/toy_demo.png``; returns the final mean
+    error per method.
+
+    Raises:
+        ConfigError: a bad argument (see :func:`check_arguments`), before ``out`` is created or touched.
+    """
+    check_arguments(out, steps, trials, seed, every)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     curves = {}
     for i, method in enumerate(METHODS):
         curves[method] = run_method(method, steps, trials, np.random.default_rng([seed, i])).mean(1)
-    rows = range(every - 1, steps, every)
+    out.mkdir(parents=True, exist_ok=True)  # after the work: an interrupted demo leaves no empty directory
+    rows = [*range(every - 1, steps - 1, every), steps - 1]  # the last update always: the returned errors
     with open(out / "toy_demo.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["update", *METHODS])

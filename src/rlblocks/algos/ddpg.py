@@ -112,3 +112,14 @@ class DDPG(OffPolicyAlgorithm):
 
     def optimizers(self):
         return {"actor": self.actor_opt, "critic": self.critic_opt}
+
+    def state_dict(self):
+        # With policy_delay > 1 the steps between actor updates log the last actor loss: saved, so
+        # the first progress.csv row after a resume is exact.
+        return {**super().state_dict(), "last_actor_loss": self._last_actor_loss.clone()}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        last = state.get("last_actor_loss")  # absent in older checkpoints: zero, as a fresh start
+        self._last_actor_loss = (torch.zeros((), device=self.agent.device) if last is None
+                                 else last.to(self.agent.device))

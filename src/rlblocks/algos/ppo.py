@@ -27,6 +27,7 @@ loss terms computed from the critic's trunk features.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,7 +58,10 @@ class PPOConfig(BaseConfig):
     arch: str = param("ff", choices=ARCHS, help="feed-forward, or an LSTM/GRU cell for each of actor and critic")
     rnn_size: int = param(64, low=1, help="hidden units of each recurrent cell (arch=lstm|gru)")
     rnn_layers: int = param(1, low=1, high=8, help="stacked layers of each recurrent cell (arch=lstm|gru)")
-    seq_len: int = param(0, low=0, help="steps per training sequence (arch=lstm|gru; 0: n_steps, a whole rollout column)")
+    # 0 picks the longest sequences that fill whole minibatches, for any n_steps/num_envs/n_minibatches
+    # (see sequence_length): a fixed default would not divide every env's rollout.
+    seq_len: int = param(0, low=0, help="steps per training sequence (arch=lstm|gru); 0: the longest that splits a "
+                         "rollout into whole minibatches, gcd(n_steps, n_steps × num_envs / n_minibatches)")
     activation: str = param("tanh", choices=("tanh", "relu"), help="hidden-layer activation")
     shared_network: bool = param(False, help="one trunk for actor and critic (baselines default: separate copy)")
     normalize_obs: bool = param(True, help="running mean/std observation normalisation")
@@ -92,15 +96,35 @@ class PPOConfig(BaseConfig):
         if self.shared_network:
             raise ConfigError(f"shared_network=true is feed-forward only; arch={self.arch} gives actor and critic "
                               "their own cell")
-        seq_len = self.seq_len or self.n_steps
-        if self.n_steps % seq_len:
-            raise ConfigError(f"seq_len={self.seq_len} does not divide n_steps={self.n_steps}; pick a divisor "
-                              f"of {self.n_steps} (0: the whole rollout column)")
-        chunks = self.num_envs * self.n_steps // seq_len
+        if not self.seq_len:
+            return  # sequence_length() divides by construction
+        auto = self.sequence_length(auto=True)
+        if self.n_steps % self.seq_len:
+            raise ConfigError(f"seq_len={self.seq_len} does not divide n_steps={self.n_steps}; set seq_len to a "
+                              f"divisor of {self.n_steps}, e.g. seq_len={auto}, or seq_len=0 to have it chosen")
+        chunks = self.num_envs * self.n_steps // self.seq_len
         if chunks % self.n_minibatches:
+            fits = max(d for d in range(1, min(chunks, self.n_minibatches) + 1) if chunks % d == 0)
             raise ConfigError(f"n_minibatches={self.n_minibatches} does not divide the {chunks} sequences of a rollout "
-                              f"(num_envs × n_steps / seq_len = {self.num_envs} × {self.n_steps} / {seq_len}); "
-                              f"pick n_minibatches dividing {chunks}")
+                              f"(num_envs × n_steps / seq_len = {self.num_envs} × {self.n_steps} / {self.seq_len}); "
+                              f"set n_minibatches={fits} (a divisor of {chunks}) or seq_len={auto} "
+                              f"(or seq_len=0 to have it chosen)")
+
+    def sequence_length(self, auto: bool = False) -> int:
+        """The steps per training sequence of a recurrent ``arch``: ``seq_len``, or when it is 0 (or
+        ``auto``) the longest length ``L`` that cuts every rollout column into whole chunks that fill
+        whole minibatches: ``L = gcd(n_steps, n_steps × num_envs / n_minibatches)`` (``L`` divides
+        ``n_steps``, and ``n_minibatches`` divides the ``num_envs × n_steps / L`` chunks exactly when
+        ``L`` divides the minibatch size). That is a whole rollout column when one fits in a
+        minibatch, else at most a minibatch's worth of steps (exactly one sequence per minibatch when
+        the minibatch size divides ``n_steps``, as sb3-contrib's ``RecurrentPPO`` minibatches of
+        consecutive steps). E.g. the defaults ``n_steps=2048``, ``num_envs=1``, ``n_minibatches=32``
+        give ``L = 64``; CartPoleNoVel's preset (32 steps × 8 envs, one minibatch) gives ``L = 32``.
+        Valid only once :meth:`check` passed (``n_minibatches`` divides ``n_steps × num_envs``).
+        """
+        if self.seq_len and not auto:
+            return self.seq_len
+        return math.gcd(self.n_steps, self.n_steps * self.num_envs // self.n_minibatches)
 
 
 def _trunk_layer(n_trunks: int, in_dim: int, out_dim: int) -> EnsembleLinear:

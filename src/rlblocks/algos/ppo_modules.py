@@ -52,7 +52,7 @@ def ppo_modules(env, cfg: PPOConfig, device: torch.device, total_steps: int, aux
         rollout, algo = Rollout(RolloutBuffer(cfg.n_steps, cfg.num_envs, obs_shape, action_shape, device,
                                               store_next_obs=store_next_obs)), PPO(cfg, total_steps)
     else:
-        buffer = SequenceRolloutBuffer(cfg.n_steps, cfg.num_envs, obs_shape, action_shape, cfg.seq_len or cfg.n_steps,
+        buffer = SequenceRolloutBuffer(cfg.n_steps, cfg.num_envs, obs_shape, action_shape, cfg.sequence_length(),
                                        (2 * net.k, cfg.rnn_size), device, store_next_obs=store_next_obs)
         rollout, algo = SequenceRollout(buffer), RecurrentPPO(cfg, total_steps)
     modules: list[Module] = [ObsNormalizer(obs_shape, cfg.normalize_obs, cfg.obs_clip, cfg.obs_norm_eps).to(device),

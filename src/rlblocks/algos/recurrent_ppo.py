@@ -9,10 +9,12 @@ while collecting (R2D2's stored state, Kapturowski et al. 2019, ICLR, without bu
 is zeroed where an episode starts, and sequences are padded with a mask.
 
 Where this differs from sb3-contrib, on purpose: sequences are fixed chunks of ``seq_len`` steps
-split at episode starts (``buffers/sequence_rollout.py``), so a sequence never holds an episode
-start after its first step and the cells run as one fused ``nn.LSTM``/``nn.GRU`` call per
-minibatch (sb3-contrib loops over time steps in Python whenever an episode starts inside a
-sequence); the log-probabilities and values at collection time are recomputed by one fused pass
+(by default the longest that fill whole minibatches, :meth:`PPOConfig.sequence_length
+<rlblocks.algos.ppo.PPOConfig.sequence_length>`, where sb3-contrib's minibatches are runs of
+consecutive steps) split at episode starts (``buffers/sequence_rollout.py``), so a sequence never
+holds an episode start after its first step and the cells run as one fused ``nn.LSTM``/``nn.GRU``
+call per minibatch (sb3-contrib loops over time steps in Python whenever an episode starts inside
+a sequence); the log-probabilities and values at collection time are recomputed by one fused pass
 over the whole rollout after collection, as the feed-forward PPO does; time-limit truncations
 bootstrap from ``V(final obs)`` with the critic state of that episode.
 
