@@ -60,3 +60,25 @@ def one_thread(monkeypatch):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+# ----------------------------------------------------------------------------- skips in CI
+#: With ``CI=true`` (as ``.ci/run`` sets it), a skipped test fails: CI installs every extra the README
+#: promises, so a skip there means an untested feature, never a pass.
+STRICT_SKIPS = os.environ.get("CI", "").lower() == "true"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if STRICT_SKIPS and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true (every extra is installed there): {reason}"
+
+
+def pytest_terminal_summary(terminalreporter):
+    skipped = len(terminalreporter.stats.get("skipped", []))
+    strict = "CI=true: skips fail" if STRICT_SKIPS else "set CI=true to make skips fail"
+    terminalreporter.write_line(f"skipped tests: {skipped} ({strict})")

@@ -12,6 +12,7 @@ from rlblocks.components.events import log_event
 from rlblocks.envs import make_vec_env
 from rlblocks.envs.goal import GOAL_KEYS, SUCCESS_KEYS, is_goal_space, obs_to_tensor, success_flags
 from rlblocks.envs.recover import ERROR_KEY
+from rlblocks.envs.snapshot import CUT_KEY
 from rlblocks.errors import CheckpointError, RLBlocksError
 from rlblocks.module import Actor, Closeable, Module, as_actor
 
@@ -128,6 +129,8 @@ class EnvRunner(Module, Closeable):
             final_info = info.get("final_info", {})
             if ERROR_KEY in final_info:  # an env raised and was rebuilt: drop its cut episode, log the event
                 finished = self._drop_failed(finished, final_info)
+            if CUT_KEY in final_info:  # an episode a checkpoint could not restore: cut, dropped, logged
+                finished = self._drop_cut(finished, final_info)
             # SAME_STEP autoreset: self.obs is already the next episode's first observation
             self.state = self.actor.reset_state(self.state, torch.from_numpy(done))
         exp = {"obs": obs, "action": action, "reward": reward_t,
@@ -146,6 +149,17 @@ class EnvRunner(Module, Closeable):
             log_event(self.agent, f"env {i} of {self.env_id} raised ({text}); rebuilt it and dropped its episode "
                                   f"({lengths.get(i, 0)} steps)")
         return [ep for ep in finished if ep["env"] not in failed]
+
+    def _drop_cut(self, finished: list[dict], info: dict) -> list[dict]:
+        """``finished`` without the episodes that a resume could not restore (see
+        :class:`~rlblocks.envs.snapshot.Snapshot`), each logged once."""
+        cut = {int(i) for i in np.flatnonzero(info[f"_{CUT_KEY}"])}
+        lengths = {ep["env"]: ep["length"] for ep in finished}
+        for i in sorted(cut):
+            log_event(self.agent, f"env {i} of {self.env_id}: the episode in progress at the checkpoint could not be "
+                                  f"restored ({info[CUT_KEY][i]}); it was cut there after {lengths.get(i, 0) - 1} steps "
+                                  "(a truncation with reward 0, not counted in the returns) and a new episode started")
+        return [ep for ep in finished if ep["env"] not in cut]
 
     def _final_obs(self, done: np.ndarray, final_obs) -> torch.Tensor | dict[str, torch.Tensor]:
         """The step's next observations with the true last observation where an episode ended."""

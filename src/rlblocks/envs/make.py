@@ -12,7 +12,7 @@ import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
 from rlblocks.envs.recover import RebuildOnError
-from rlblocks.envs.snapshot import Snapshot
+from rlblocks.envs.snapshot import CUT_KEY, Snapshot
 from rlblocks.errors import RLBlocksError
 
 
@@ -99,10 +99,10 @@ class KeepInfoKeys(gym.Wrapper):
 
     def __init__(self, env: gym.Env, keys: tuple[str, ...] = ()):
         super().__init__(env)
-        self.keys = tuple(keys)
+        self.keys = (*keys, CUT_KEY)  # the Snapshot wrapper's own key, which the env runner reads
 
     def _filter(self, info: dict) -> dict:
-        return {k: info[k] for k in self.keys if k in info} if self.keys else {}
+        return {k: info[k] for k in self.keys if k in info}
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)

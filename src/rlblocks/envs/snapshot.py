@@ -55,20 +55,59 @@ def _mujoco_parts(env: gym.Env):
     return mujoco, model, data
 
 
+#: The info key of the step that cuts an episode a snapshot could not restore (:class:`Snapshot`).
+CUT_KEY = "episode_cut"
+
+
+def _holds_box2d(base: gym.Env) -> bool:
+    """Whether the env keeps its state in a Box2D world (LunarLander, BipedalWalker, CarRacing),
+    which has no state API: bodies, joints and contacts cannot be saved and put back."""
+    return any(type(v).__module__.split(".")[0] == "Box2D" for v in vars(base).values())
+
+
 class Snapshot(gym.Wrapper):
     """Outermost per-env wrapper adding ``get_snapshot()`` / ``set_snapshot(list)``.
 
     ``set_snapshot`` takes the list of all envs' snapshots and picks entry ``index``, so one
     ``vector_env.call("set_snapshot", snaps)`` restores sync and async vector envs alike.
+
+    An env whose state cannot be captured (``exact`` False: a Box2D world) is restored only in part:
+    its random generator, and its last observation. Its next ``step`` then does not step the env: it
+    cuts the episode in progress at that observation (``truncated``, reward 0, ``info[CUT_KEY]``
+    saying why), so the vector env's autoreset starts a new episode from the restored generator.
+    Every stored transition stays a real one but that cut, which is bootstrapped like a time limit.
     """
 
     def __init__(self, env: gym.Env, index: int = 0):
         super().__init__(env)
         self.index = index
+        self.exact = not _holds_box2d(env.unwrapped)
+        self._last_obs = None  # tracked where the state cannot be captured: what a restored episode ends at
+        self._cut = False
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        if not self.exact:
+            self._last_obs, self._cut = obs, False
+        return obs, info
+
+    def step(self, action):
+        if self._cut:
+            self._cut = False
+            return self._last_obs, 0.0, False, True, {CUT_KEY: f"{type(self.env.unwrapped).__name__}'s Box2D world "
+                                                               "cannot be saved in a checkpoint"}
+        out = self.env.step(action)
+        if not self.exact:
+            self._last_obs = np.array(out[0])  # a copy: an env may reuse its array
+        return out
 
     def get_snapshot(self) -> dict[str, Any]:
         base = self.env.unwrapped
         snap: dict[str, Any] = {"rng": base.np_random.bit_generator.state}
+        if not self.exact:
+            last = np.zeros(self.observation_space.shape) if self._last_obs is None else self._last_obs
+            snap["cut"] = {"obs": np.asarray(last).tolist(), "dtype": str(self.observation_space.dtype)}
+            return snap
         limit = _time_limit(self.env)
         if limit is not None:
             snap["elapsed"] = limit._elapsed_steps
@@ -111,6 +150,10 @@ class Snapshot(gym.Wrapper):
         except (TypeError, ValueError, KeyError) as e:
             bit_generator.state = before
             raise ValueError(f"env {self.index}'s snapshot has an invalid rng state ({e})") from None
+        if "cut" in snap:  # see the class docstring: the next step ends the episode at its last observation
+            self._last_obs = np.asarray(snap["cut"]["obs"], dtype=snap["cut"]["dtype"])
+            self._cut = True
+            return
         limit = _time_limit(self.env)
         if limit is not None and "elapsed" in snap:
             limit._elapsed_steps = snap["elapsed"]
@@ -183,6 +226,12 @@ def _check_snapshot(snap: dict[str, Any], reference: dict[str, Any]) -> None:
         state = snap.get("mujoco")
         if not (isinstance(state, list) and len(state) == len(reference["mujoco"]) and all(map(_is_number, state))):
             raise ValueError(f"snapshot 'mujoco' must be {len(reference['mujoco'])} numbers")
+    if "cut" in reference:
+        cut = snap.get("cut")
+        if not (isinstance(cut, dict) and set(cut) == {"obs", "dtype"} and cut["dtype"] == reference["cut"]["dtype"]
+                and _numeric_list(cut["obs"]) and _shape(cut["obs"]) == _shape(reference["cut"]["obs"])):
+            raise ValueError(f"snapshot 'cut' must hold this env's last observation, {reference['cut']['dtype']} of "
+                             f"shape {_shape(reference['cut']['obs'])}")
     for part, names in (("model", MODEL_FIELDS), ("derived", DERIVED_FIELDS)):
         if part not in snap:
             continue
