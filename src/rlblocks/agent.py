@@ -8,7 +8,10 @@ from typing import Any, TypeVar
 import torch
 
 from rlblocks.errors import RLBlocksError
-from rlblocks.module import HOOKS, Module
+from rlblocks.module import HOOKS, Module, UpdateCounter
+
+#: Name prefixes of hook-like methods: one that is not in ``HOOKS`` is a misspelt hook.
+HOOK_PREFIXES = ("on_", "after_", "before_", "process_")
 
 P = TypeVar("P")
 
@@ -47,10 +50,12 @@ class Agent:
                     f"module {module.name!r} requires {missing} but the agent has only "
                     f"{list(self.modules)}; add those modules to the preset"
                 )
-        self._hooks = {
-            hook: [getattr(m, hook) for m in self.modules.values() if hasattr(m, hook)]
-            for hook in HOOKS
-        }
+            for attr in dir(type(module)):
+                if attr.startswith(HOOK_PREFIXES) and attr not in HOOKS:
+                    raise RLBlocksError(f"module {module.name!r} ({type(module).__name__}) defines {attr}(), which is "
+                                        f"not a hook, so it would never be called; hooks are {', '.join(HOOKS)}")
+        self._hooks = {hook: [getattr(m, hook) for m in self.modules.values() if m.implements(hook)]
+                       for hook in HOOKS}
         self.call("setup")
 
     def __getattr__(self, name: str) -> Module:
@@ -58,6 +63,12 @@ class Agent:
         if name in modules:
             return modules[name]
         raise AttributeError(name)
+
+    @property
+    def updates(self) -> int:
+        """Gradient updates of the algorithm module (:class:`~rlblocks.module.UpdateCounter`); 0 without one."""
+        counters = self.modules_of(UpdateCounter)
+        return counters[0].update_count() if counters else 0
 
     def modules_of(self, protocol: type[P]) -> list[P]:
         """The modules that declare ``protocol`` (a class such as

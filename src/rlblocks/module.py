@@ -23,7 +23,9 @@ from rlblocks.nets.recurrent import reset_where
 if TYPE_CHECKING:
     from rlblocks.agent import Agent
 
-#: Hook names the agent dispatches. A module implements any subset of them.
+#: Hook names the agent dispatches. A module implements any subset of them by overriding
+#: :class:`Module`'s no-op methods of these names; a method that looks like a hook (``on_*``,
+#: ``after_*``, ``before_*``, ``process_*``) but is not one is refused when the agent is built.
 HOOKS = (
     "setup",  # once, after all modules are attached, before any env step
     "process_experience",  # after every vector-env step, with the transition batch
@@ -56,6 +58,32 @@ class Module:
             raise ValueError(f"{type(self).__name__} needs a name")
         self.agent: Agent | None = None
 
+    # --------------------------------------------------------------- hooks (see HOOKS): no-ops here
+    def setup(self) -> None:
+        """Once, after all modules are attached, before any env step."""
+
+    def process_experience(self, exp: dict[str, Any]) -> None:
+        """After every vector-env step, with its transition batch."""
+
+    def optimize(self) -> None:
+        """After every vector-env step; the module decides whether to update."""
+
+    def on_episode_end(self, episode: dict[str, Any]) -> None:
+        """Once per finished episode, with ``{"return", "length", "env"}``."""
+
+    def after_step(self) -> None:
+        """At the end of every loop iteration: evaluation, logging, checkpoints."""
+
+    def on_train_start(self) -> None:
+        """Once per training session, after a resume restored the state."""
+
+    def on_train_end(self) -> None:
+        """Once the total env steps are reached and saved (not on a stop)."""
+
+    def implements(self, hook: str) -> bool:
+        """Whether this module overrides ``hook`` (one of :data:`HOOKS`), so the agent calls it."""
+        return getattr(type(self), hook) is not getattr(Module, hook)
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume this module exactly (tensors, numbers, strings)."""
         return {}
@@ -81,6 +109,15 @@ class MetricsSource(abc.ABC):
     @abc.abstractmethod
     def pop_metrics(self) -> dict[str, float]:
         """Means of each of ``metric_names`` since the last call; resets them."""
+
+
+class UpdateCounter(abc.ABC):
+    """The algorithm module (``algo``): counts its gradient updates, which ``progress.csv``
+    (``updates``) and ``eval.csv`` (``epoch``) report (see :meth:`rlblocks.agent.Agent.updates`)."""
+
+    @abc.abstractmethod
+    def update_count(self) -> int:
+        """Gradient updates so far."""
 
 
 class ArrayCheckpoint(abc.ABC):

@@ -572,7 +572,7 @@ def evaluate_run(run_dir: str | Path, episodes: int = 10, deterministic: bool = 
     env_id = record_["env_id"]
     eval_seed = seed if seed is not None else record_["seed"] + 20_000
     try:
-        if not getattr(agent.env, "goal", False):
+        if not agent.env.goal:
             successes = None
         if not (video or render):
             return evaluate(agent, env_id, episodes, eval_seed, deterministic, successes=successes)

@@ -54,6 +54,7 @@ class DDPG(OffPolicyAlgorithm):
     three changes are the other settings of the same update (see :mod:`rlblocks.algos.td3`).
     """
 
+    requires = (*OffPolicyAlgorithm.requires, "target")
     metric_names = ("critic_loss", "actor_loss", "q_mean")
 
     def setup(self) -> None:

@@ -20,7 +20,7 @@ from rlblocks.errors import ConfigError
 from rlblocks.explore import make_noise
 from rlblocks.finite import check_finite
 from rlblocks.metrics import MetricSums
-from rlblocks.module import MetricsSource, Module
+from rlblocks.module import MetricsSource, Module, UpdateCounter
 from rlblocks.nets import DeterministicActor, QEnsemble, SquashedGaussianActor, target_copy
 
 
@@ -234,7 +234,7 @@ def update_due(agent, cfg: ReplayConfig) -> bool:
     return agent.env_steps >= cfg.learning_starts and agent.vector_steps % cfg.train_freq == 0
 
 
-class OffPolicyAlgorithm(Module, MetricsSource):
+class OffPolicyAlgorithm(Module, MetricsSource, UpdateCounter):
     """Base of the ``algo`` modules: decides when to update and accumulates metrics.
 
     After ``learning_starts`` env steps, every ``train_freq`` vector steps, runs
@@ -265,6 +265,9 @@ class OffPolicyAlgorithm(Module, MetricsSource):
             # NaN/Inf persists in the sums: one check per update names the loss and stops before any save
             check_finite(self.metric_names, self.metrics.sums,
                          f"at update {self.updates} (env step {agent.env_steps})")
+
+    def update_count(self) -> int:
+        return self.updates
 
     def normalized(self, b):
         """The replay batch with its observations normalised (the last replay stage)."""

@@ -41,7 +41,7 @@ from rlblocks.config import BaseConfig, param
 from rlblocks.errors import ConfigError
 from rlblocks.finite import check_finite
 from rlblocks.metrics import MetricSums
-from rlblocks.module import Actor, ArrayCheckpoint, MetricsSource, Module
+from rlblocks.module import Actor, ArrayCheckpoint, MetricsSource, Module, UpdateCounter
 from rlblocks.nets.activations import relu_layer, tanh_layer
 from rlblocks.nets.distributions import CategoricalHead, DiagGaussianHead, orthogonal_init
 from rlblocks.nets.ensemble import EnsembleLinear
@@ -291,7 +291,7 @@ class Rollout(Module, ArrayCheckpoint):
         self.buffer.load(path)
 
 
-class PPO(Module, MetricsSource):
+class PPO(Module, MetricsSource, UpdateCounter):
     """The ``algo`` module: when the rollout is full, ``n_epochs`` passes of clipped-surrogate updates.
 
     Args:
@@ -319,6 +319,9 @@ class PPO(Module, MetricsSource):
         self.updates = 0  # gradient steps
         self.rollouts = 0
         self.metrics = MetricSums(self.metric_names)
+
+    def update_count(self) -> int:
+        return self.updates
 
     def setup(self) -> None:
         self.aux_losses = self.agent.modules_of(AuxiliaryLoss)  # e.g. MERL's heads

@@ -42,6 +42,7 @@ class SACConfig(OffPolicyConfig):
 class SAC(OffPolicyAlgorithm):
     """SAC update (the ``algo`` module). One call = one gradient step on each loss."""
 
+    requires = (*OffPolicyAlgorithm.requires, "target")
     metric_names = ("critic_loss", "actor_loss", "alpha", "entropy", "q_mean")
 
     def setup(self) -> None:

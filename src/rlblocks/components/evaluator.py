@@ -190,14 +190,14 @@ class Evaluator(Module, Closeable):
             self.run()
 
     def run(self) -> float:
-        goal = getattr(self.agent.env, "goal", False)
+        goal = self.agent.env.goal
         successes: list[float] | None = [] if goal else None
         if self._vec is None:
             self._vec = eval_vec_env(self.env_id, self.episodes, goal=goal)
         returns = evaluate(self.agent, self.env_id, self.episodes, self.seed, deterministic=True,
                            successes=successes, vec=self._vec)
         row = {"hours": self.agent.logger.hours() if "logger" in self.agent.modules else 0.0,
-               "epoch": getattr(self.agent.modules.get("algo"), "updates", 0),
+               "epoch": self.agent.updates,
                "frames": self.agent.env_steps, "score": float(np.mean(returns))}
         if goal:
             row["success"] = float(np.mean(successes))

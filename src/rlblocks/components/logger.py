@@ -34,6 +34,7 @@ class Logger(Module, Closeable):
     """
 
     name = "logger"
+    requires = ("env",)
 
     def __init__(self, run_dir: Path | None, every: int, total_steps: int, progress: bool = True,
                  tensorboard: bool = True):
@@ -60,7 +61,7 @@ class Logger(Module, Closeable):
     def setup(self) -> None:
         self._sources = self.agent.modules_of(MetricsSource)
         self._columns = list(BASE_COLUMNS) + [n for m in self._sources for n in m.metric_names]
-        self._goal = getattr(self.agent.modules.get("env"), "goal", False)
+        self._goal = self.agent.env.goal
         if self._goal:  # goal envs: mean success flag of the last 10 finished episodes
             self._columns.insert(len(BASE_COLUMNS), "success")
 
@@ -72,7 +73,7 @@ class Logger(Module, Closeable):
         again), then open the writers and the progress bar. Called only once training really
         continues, so a resume that stops before (a finished run, an error) loses no row."""
         self._last_time, self._last_steps = time.time(), self.agent.env_steps
-        self._row_updates = self._updates()  # a checkpoint follows the row of its last update
+        self._row_updates = self.agent.updates  # a checkpoint follows the row of its last update
         self._started = True
         if self.run_dir is not None:
             truncate_csv(self.run_dir / "progress.csv", "steps", self.last_row_steps)
@@ -95,14 +96,11 @@ class Logger(Module, Closeable):
             self.recent_success.append(episode["success"])
         self.episodes += 1
 
-    def _updates(self) -> int:
-        return getattr(self.agent.modules.get("algo"), "updates", 0)
-
     def after_step(self) -> None:
         if self._bar is not None:
             self._bar.update(self.agent.env.num_envs)
         if self.every == 0:  # one row per update round (PPO: per rollout), so every row has losses
-            if self._updates() != self._row_updates:
+            if self.agent.updates != self._row_updates:
                 self.write_row()
         elif self.agent.env_steps >= self.next_log:
             self.next_log += self.every
@@ -120,7 +118,7 @@ class Logger(Module, Closeable):
         now, steps = time.time(), self.agent.env_steps
         row = {
             "hours": round(self.hours(), 6), "steps": steps,
-            "updates": self._updates(),
+            "updates": self.agent.updates,
             "steps_per_s": round((steps - self._last_steps) / max(now - self._last_time, 1e-9), 2),
             "train_return": float(np.mean(self.recent)) if self.recent else float("nan"),
             "train_length": float(np.mean(self.recent_lengths)) if self.recent_lengths else float("nan"),

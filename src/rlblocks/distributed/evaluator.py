@@ -80,7 +80,7 @@ class RayEvaluator(Evaluator):
         agent = self.agent
         weights = self.ray.put({name: agent.modules[name].state_dict() for name in ("policy", "normalizer")})
         row = {"hours": agent.logger.hours() if "logger" in agent.modules else 0.0,
-               "epoch": getattr(agent.modules.get("algo"), "updates", 0), "frames": agent.env_steps}
+               "epoch": agent.updates, "frames": agent.env_steps}
         self._pending.append((row, self._actor.evaluate.remote(weights, row)))
         self.last_frames = agent.env_steps
 

@@ -50,13 +50,9 @@ class Interactors(WorkerPool):
         self._ref, self._published_at = None, 0
         self.collected = 0  # vector steps received
 
-    def _updates(self) -> int:
-        algo = self.agent.modules.get("algo")
-        return int(getattr(algo, "updates", 0))
-
     def _submit(self, w: int) -> None:
-        if self._ref is None or self._updates() - self._published_at >= self.publish_every:
-            self._ref, self._published_at = self.publish(), self._updates()
+        if self._ref is None or self.agent.updates - self._published_at >= self.publish_every:
+            self._ref, self._published_at = self.publish(), self.agent.updates
         self._futures[w] = self.request(w, self._ref, self.chunk)
 
     def step(self):
