@@ -65,3 +65,51 @@ def test_a_missing_required_module_is_named():
 
     with pytest.raises(RLBlocksError, match=r"module 'needs' requires \['target'\]"):
         Agent([NeedsTarget()], None, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("algo, env_id, overrides", [
+    ("sac", "Pendulum-v1", {}), ("td3", "Pendulum-v1", {}), ("dqn", "CartPole-v1", {}),
+    ("sac", "PendulumNoVel-v1", {"arch": "gru", "rnn_size": "8"}), ("ppo", "Pendulum-v1", {}),
+    ("ppo", "PendulumNoVel-v1", {"arch": "lstm", "rnn_size": "8"}), ("dqn", "BitFlip-v0", {}),
+])
+def test_an_actor_acts_without_its_agent(algo, env_id, overrides):
+    """Acting reads the actor's own networks and normaliser and its arguments, never ``agent.*``
+    (the warm-up and epsilon schedules read the ``env_steps`` argument): detached, it still acts."""
+    from rlblocks.module import Actor
+    from rlblocks.registry import RunOptions, build_agent, get_algo
+    from rlblocks.run import resolve_config
+
+    spec = get_algo(algo)
+    cfg = resolve_config(spec, env_id, overrides={"hidden_sizes": "16", "num_envs": "2", **overrides})
+    agent = build_agent(spec, env_id, cfg, 0, torch.device("cpu"),
+                        RunOptions(None, 100, 0, 0, False, tensorboard=False, training=False))
+    try:
+        actor, obs = agent.policy, agent.env.obs
+        assert isinstance(actor, Actor)
+        actor.agent = None  # any agent.* read now raises
+        state = actor.initial_state(2)
+        for explore, env_steps in ((True, 0), (True, 10**6), (False, 0)):
+            action, state, _ = actor.act(obs, state, explore, True, env_steps)
+            assert action.shape[0] == 2
+    finally:
+        agent.env.close()
+
+
+def test_the_warm_up_is_the_env_steps_argument():
+    from rlblocks.registry import RunOptions, build_agent, get_algo
+    from rlblocks.run import resolve_config
+
+    spec = get_algo("td3")
+    cfg = resolve_config(spec, "Pendulum-v1", overrides={"learning_starts": "50", "exploration_noise": "0"})
+    agent = build_agent(spec, "Pendulum-v1", cfg, 0, torch.device("cpu"),
+                        RunOptions(None, 100, 0, 0, False, tensorboard=False, training=False))
+    try:
+        obs = torch.zeros(1, 3)
+        greedy = agent.policy.act(obs, (), False)[0]
+        torch.manual_seed(0)
+        warm = agent.policy.act(obs, (), True, False, 49)[0]
+        torch.manual_seed(0)
+        assert torch.equal(warm, torch.rand(1, 1) * 2.0 - 1.0)  # uniform while env_steps < learning_starts
+        assert torch.equal(agent.policy.act(obs, (), True, False, 50)[0], greedy)  # no noise: the greedy action
+    finally:
+        agent.env.close()

@@ -94,12 +94,9 @@ def test_epsilon_schedule_and_integer_actions(tmp_path, one_thread):
                                                               "eps_start": "1.0", "eps_end": "0.1", "buffer_size": "100"})
     agent = build_agent(spec, "CartPole-v1", cfg, 0, torch.device("cpu"), RunOptions(None, 100, 0, 0, False, False))
     try:
-        assert agent.policy.epsilon() == 1.0
-        agent.env_steps = 50
-        assert agent.policy.epsilon() == pytest.approx(0.55)
-        agent.env_steps = 500
-        assert agent.policy.epsilon() == pytest.approx(0.1)
-        agent.env_steps = 0
+        assert agent.policy.epsilon(0) == 1.0
+        assert agent.policy.epsilon(50) == pytest.approx(0.55)
+        assert agent.policy.epsilon(500) == pytest.approx(0.1)
         agent.train(20)
         assert agent.replay.buffer.action.dtype == torch.int64 and agent.replay.buffer.action.shape == (100, 1)  # [rows, envs]
         assert set(agent.replay.buffer.action[:20, 0].tolist()) <= {0, 1}

@@ -14,7 +14,6 @@ import torch
 
 from rlblocks import run
 from rlblocks.components.evaluator import eval_vec_env, evaluate, record
-from rlblocks.module import as_actor
 from rlblocks.registry import RunOptions, build_agent, get_algo
 
 
@@ -30,7 +29,7 @@ def sequential_returns(agent, env_id: str, episodes: int, seed: int, determinist
     it was vectorised)."""
     from rlblocks.envs import make_env
 
-    env, out, actor = make_env(env_id), [], as_actor(agent.policy)
+    env, out, actor = make_env(env_id), [], agent.policy
     for k in range(episodes):
         obs, _ = env.reset(seed=seed + k)
         total, done, state = 0.0, False, actor.initial_state(1)

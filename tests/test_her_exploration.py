@@ -23,7 +23,7 @@ def test_random_eps_replaces_whole_actions_with_uniform_ones():
     try:
         obs = torch.randn(n, 3)
         torch.manual_seed(5)
-        action = agent.policy.act(obs)
+        action = agent.policy.act(obs)[0]
         # By hand, with the same draws in the same order: noise, the per-env coin, the uniform action.
         torch.manual_seed(5)
         noise = sigma * torch.randn(n, 1)
@@ -33,7 +33,7 @@ def test_random_eps_replaces_whole_actions_with_uniform_ones():
             greedy = (agent.policy.actor(agent.normalizer(obs)) + noise).clamp(-1.0, 1.0)
         assert torch.equal(action, torch.where(pick, uniform, greedy))
         assert 0 < int(pick.sum()) < n  # both branches taken
-        assert torch.equal(agent.policy.act(obs, explore=False), agent.policy.act(obs, explore=False))  # eval: no draws
+        assert torch.equal(agent.policy.act(obs, explore=False)[0], agent.policy.act(obs, explore=False)[0])  # eval: no draws
     finally:
         agent.env.close()
 

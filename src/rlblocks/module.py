@@ -151,7 +151,8 @@ class Actor(abc.ABC):
     feed-forward policy. Whoever steps envs keeps one state per env (``initial_state(n)``), threads
     it through ``act`` and ``observe`` (the step's reward) and calls ``reset_state`` where episodes start; training and evaluation hold
     their own states. ``act`` reads only the actor's own attributes (networks, the normaliser's
-    statistics), never ``agent.*``.
+    statistics) and its arguments, never ``agent.*``: training-time schedules (warm-up, epsilon)
+    read the ``env_steps`` the collector passes.
     """
 
     @abc.abstractmethod
@@ -159,10 +160,11 @@ class Actor(abc.ABC):
         """The state of ``n`` envs at the start of their episodes (``()`` when feed-forward)."""
 
     @abc.abstractmethod
-    def act(self, obs, state, explore: bool = True, deterministic: bool = False):
+    def act(self, obs, state, explore: bool = True, deterministic: bool = False, env_steps: int = 0):
         """``(action, next state, extras)`` for observations ``obs [N, *obs_shape]`` (CPU).
 
-        ``explore``: training-time acting (sampling, exploration noise); else evaluation, the mode
+        ``explore``: training-time acting (sampling, exploration noise, at ``env_steps`` env steps of
+        the run so far: the warm-up and exploration schedules' input); else evaluation, the mode
         if ``deterministic``. ``extras`` (a dict of CPU tensors, possibly empty) is what acting
         computed for learning (normalised observation, raw sample, the state used), handed to the
         learner in the experience dict under ``"extras"``.
@@ -178,21 +180,3 @@ class Actor(abc.ABC):
         """``state`` with the envs where ``starts`` (``[N]`` bool tensor) is True back at their
         initial (zero) state; a feed-forward ``()`` passes through."""
         return state if isinstance(state, tuple) else reset_where(state, starts)
-
-
-class PolicyActor(Actor):
-    """A feed-forward policy with ``act(obs, explore, deterministic) -> action`` seen as an :class:`Actor`."""
-
-    def __init__(self, policy):
-        self.policy = policy
-
-    def initial_state(self, n: int):
-        return ()
-
-    def act(self, obs, state, explore: bool = True, deterministic: bool = False):
-        return self.policy.act(obs, explore, deterministic), state, {}
-
-
-def as_actor(policy) -> Actor:
-    """``policy`` itself if it is an :class:`Actor`, else a :class:`PolicyActor` around it."""
-    return policy if isinstance(policy, Actor) else PolicyActor(policy)

@@ -85,21 +85,26 @@ class EpsilonGreedyPolicy(Policy):
         super().__init__(torch.nn.Identity(), n_actions, cfg.learning_starts, device)
         self.cfg = cfg
 
-    def epsilon(self) -> float:
+    def setup(self) -> None:
+        super().setup()
+        self.q = self.agent.critic.q  # the greedy action's network: the critic's, bound once
+
+    def epsilon(self, env_steps: int) -> float:
+        """Exploration probability after ``env_steps`` env steps."""
         cfg = self.cfg
-        frac = min(1.0, self.agent.env_steps / cfg.exploration_steps) if cfg.exploration_steps else 1.0
+        frac = min(1.0, env_steps / cfg.exploration_steps) if cfg.exploration_steps else 1.0
         return cfg.eps_start + frac * (cfg.eps_end - cfg.eps_start)
 
     def random_action(self, n: int) -> torch.Tensor:
         return torch.randint(self.act_dim, (n,))
 
-    def explore_action(self, obs):
-        greedy = self.agent.critic.q(obs).argmax(-1)
-        explore = torch.rand(greedy.shape[0], device=obs.device) < self.epsilon()
+    def explore_action(self, obs, env_steps):
+        greedy = self.q(obs).argmax(-1)
+        explore = torch.rand(greedy.shape[0], device=obs.device) < self.epsilon(env_steps)
         return torch.where(explore, torch.randint_like(greedy, self.act_dim), greedy)
 
     def eval_action(self, obs, deterministic):
-        return self.agent.critic.q(obs).argmax(-1)
+        return self.q(obs).argmax(-1)
 
 
 class DQN(OffPolicyAlgorithm):

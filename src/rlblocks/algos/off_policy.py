@@ -20,7 +20,7 @@ from rlblocks.errors import ConfigError
 from rlblocks.explore import make_noise
 from rlblocks.finite import check_finite
 from rlblocks.metrics import MetricSums
-from rlblocks.module import MetricsSource, Module, UpdateCounter
+from rlblocks.module import Actor, MetricsSource, Module, UpdateCounter
 from rlblocks.nets import DeterministicActor, QEnsemble, SquashedGaussianActor, target_copy
 
 
@@ -122,13 +122,14 @@ class Critic(Module):
             self.agent.modules["aux"].load_state_dict({"heads": state["aux"], "metrics": state.get("metrics")})
 
 
-class Policy(Module):
-    """Base of the ``policy`` modules: obs → normalised action in [-1, 1], with warm-up.
+class Policy(Module, Actor):
+    """Base of the ``policy`` modules (feed-forward actors, :class:`~rlblocks.module.Actor`): obs →
+    normalised action in [-1, 1], with warm-up. The state is ``()`` and there are no extras.
 
-    ``act(obs, explore=True)`` (training) draws uniform random actions for the first
-    ``learning_starts`` env steps, then calls :meth:`explore_action`; ``explore=False``
-    (evaluation) calls :meth:`eval_action`. Observations are normalised by ``agent.normalizer``
-    (which turns a goal env's dict into the network input).
+    ``act(obs, state, explore=True, env_steps=t)`` (training) draws uniform random actions while
+    ``t < learning_starts``, then calls :meth:`explore_action`; ``explore=False`` (evaluation)
+    calls :meth:`eval_action`. Observations are normalised by the ``normalizer`` module's
+    statistics (bound in ``setup``; it turns a goal env's dict into the network input).
     Shapes: ``obs [N, obs_dim]`` or a dict of ``[N, dim]`` (CPU) → ``[N, act_dim]`` (CPU).
     """
 
@@ -140,13 +141,19 @@ class Policy(Module):
         self.actor = actor.to(device)
         self.act_dim, self.learning_starts, self.device = act_dim, learning_starts, device
 
+    def setup(self) -> None:
+        self.normalizer = self.agent.normalizer  # acting reads the statistics here, not through the agent
+
+    def initial_state(self, n: int):
+        return ()
+
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, explore: bool = True, deterministic: bool = False) -> torch.Tensor:
-        if explore and self.agent.env_steps < self.learning_starts:
-            return self.random_action(obs_batch_size(obs))
-        x = self.agent.normalizer(obs_to(obs, self.device))
-        a = self.explore_action(x) if explore else self.eval_action(x, deterministic)
-        return a.cpu()
+    def act(self, obs, state=(), explore: bool = True, deterministic: bool = False, env_steps: int = 0):
+        if explore and env_steps < self.learning_starts:
+            return self.random_action(obs_batch_size(obs)), state, {}
+        x = self.normalizer(obs_to(obs, self.device))
+        a = self.explore_action(x, env_steps) if explore else self.eval_action(x, deterministic)
+        return a.cpu(), state, {}
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         """What the actor optimiser steps."""
@@ -156,7 +163,8 @@ class Policy(Module):
         """``n`` uniform random actions of the warm-up (``[n, act_dim]`` in [-1, 1])."""
         return torch.rand(n, self.act_dim) * 2.0 - 1.0
 
-    def explore_action(self, obs: torch.Tensor) -> torch.Tensor:
+    def explore_action(self, obs: torch.Tensor, env_steps: int) -> torch.Tensor:
+        """A training action for the normalised ``obs`` at ``env_steps`` env steps of the run."""
         raise NotImplementedError
 
     def eval_action(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
@@ -170,7 +178,7 @@ class GaussianPolicy(Policy):
         actor = SquashedGaussianActor(obs_dim, act_dim, cfg.hidden_sizes, cfg.actor_layer_norm)
         super().__init__(actor, act_dim, cfg.learning_starts, device)
 
-    def explore_action(self, obs):
+    def explore_action(self, obs, env_steps):
         return self.actor.sample(obs)[0]
 
     def eval_action(self, obs, deterministic):
@@ -204,7 +212,7 @@ class DeterministicPolicy(Policy):
         """``(online, target)`` parameter lists that Polyak averaging pairs up."""
         return list(self.actor.parameters()), list(self.actor_target.parameters())
 
-    def explore_action(self, obs):
+    def explore_action(self, obs, env_steps):
         action = (self.actor(obs) + self.noise().to(obs.device)).clamp(-1.0, 1.0)
         if self.random_eps > 0:
             n = action.shape[0]

@@ -213,7 +213,7 @@ class PPOPolicy(Module, Actor):
         return ()
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, state=(), explore: bool = True, deterministic: bool = False):
+    def act(self, obs: torch.Tensor, state=(), explore: bool = True, deterministic: bool = False, env_steps: int = 0):
         if explore and self.numpy_acting:
             return self._act_numpy(obs, state)
         x = self.normalizer(obs.to(self.device))

@@ -85,15 +85,16 @@ class RecurrentPolicyMixin(Actor):
         return torch.zeros(self.k + 1, n, self.width, device=self.device)
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, state: torch.Tensor, explore: bool = True, deterministic: bool = False):
+    def act(self, obs: torch.Tensor, state: torch.Tensor, explore: bool = True, deterministic: bool = False,
+            env_steps: int = 0):
         k, h, a_dim = self.k, self.h, self.act_dim
-        x = self.agent.normalizer(obs.to(self.device))
+        x = self.normalizer(obs.to(self.device))
         prev = state[k]
         features, cell = self.encoder.step(x, prev[:, :a_dim], prev[:, a_dim], state[:k, :, :h].contiguous())
-        if explore and self.agent.env_steps < self.learning_starts:
+        if explore and env_steps < self.learning_starts:
             action = self.random_action(x.shape[0]).to(self.device)
         elif explore:
-            action = self.explore_action(features)
+            action = self.explore_action(features, env_steps)
         else:
             action = self.eval_action(features, deterministic)
         new = torch.zeros_like(state)

@@ -116,7 +116,8 @@ class RecurrentPPOPolicy(PPOPolicy):
         return self.net.initial_state(n, self.device)
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, state: torch.Tensor, explore: bool = True, deterministic: bool = False):
+    def act(self, obs: torch.Tensor, state: torch.Tensor, explore: bool = True, deterministic: bool = False,
+            env_steps: int = 0):
         x = self.normalizer(obs.to(self.device))
         pi, next_state = self.net.step(x, state, critic=explore)
         if explore:

@@ -14,7 +14,7 @@ from rlblocks.envs.goal import GOAL_KEYS, SUCCESS_KEYS, is_goal_space, obs_to_te
 from rlblocks.envs.recover import ERROR_KEY
 from rlblocks.envs.snapshot import CUT_KEY
 from rlblocks.errors import CheckpointError, RLBlocksError
-from rlblocks.module import Actor, Closeable, Module, as_actor
+from rlblocks.module import Actor, Closeable, Module
 
 
 class EnvRunner(Module, Closeable):
@@ -87,7 +87,9 @@ class EnvRunner(Module, Closeable):
         self.last_errors: list[tuple[int, str]] = []
 
     def setup(self) -> None:
-        self.actor: Actor = as_actor(self.agent.policy)
+        self.actor: Actor = self.agent.policy
+        if not isinstance(self.actor, Actor):
+            raise RLBlocksError(f"the policy module {type(self.actor).__name__} is not an Actor (rlblocks.module.Actor)")
         self.state = self.actor.initial_state(self.num_envs)
 
     def restart(self, seed: int) -> None:
@@ -104,9 +106,12 @@ class EnvRunner(Module, Closeable):
         a = action.numpy()
         return a * self._scale + self._offset if self._rescale else a  # [-1, 1] boxes pass as they are
 
-    def step(self):
+    def step(self, env_steps: int | None = None):
+        """One vector step with the actor exploring at ``env_steps`` env steps of the run (default:
+        the agent's count; a Ray worker passes the learner's)."""
         obs = self.obs
-        action, self.state, extras = self.actor.act(obs, self.state)
+        t = self.agent.env_steps if env_steps is None else env_steps
+        action, self.state, extras = self.actor.act(obs, self.state, True, False, t)
         next_obs_np, reward, terminated, truncated, info = self.vec.step(self.to_env_action(action))
         if self.goal:
             self.obs = next_obs = obs_to_tensor(next_obs_np)

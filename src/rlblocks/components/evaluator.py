@@ -11,7 +11,7 @@ import torch
 from rlblocks.components.csv_log import append_csv_row, truncate_csv
 from rlblocks.envs import make_env, make_vec_env
 from rlblocks.envs.goal import SUCCESS_KEYS, obs_to_tensor, success_flags
-from rlblocks.module import Closeable, Module, as_actor
+from rlblocks.module import Closeable, Module
 
 EVAL_COLUMNS = ("hours", "epoch", "frames", "score")  # STEVE's greedy.csv columns
 GOAL_EVAL_COLUMNS = (*EVAL_COLUMNS, "success")  # goal envs: mean success flag at episode ends
@@ -61,7 +61,7 @@ def evaluate(agent, env_id: str, episodes: int, seed: int, deterministic: bool =
         vec = eval_vec_env(env_id, episodes, num_envs, goal=successes is not None)
     elif vec.num_envs != n:
         raise ValueError(f"evaluate: the vector env has {vec.num_envs} envs, this evaluation runs {n} side by side")
-    actor, to_env = as_actor(agent.policy), agent.env.to_env_action
+    actor, to_env = agent.policy, agent.env.to_env_action
     state = actor.initial_state(n)
     returns = np.zeros(episodes)
     success = np.full(episodes, np.nan)
@@ -128,7 +128,7 @@ def record(agent, env_id: str, episodes: int, seed: int, deterministic: bool, vi
                               video_length=video_length, disable_logger=True)
     bar = tqdm(total=per_episode * episodes if per_episode else None, unit="frame", desc="recording",
                disable=not progress or video_path is None, dynamic_ncols=True)
-    actor, returns = as_actor(agent.policy), []
+    actor, returns = agent.policy, []
     try:
         for k in range(episodes):
             obs, _ = env.reset(seed=seed + k)

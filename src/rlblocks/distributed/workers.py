@@ -98,8 +98,8 @@ class RolloutWorker:
 
     def collect(self, weights: dict, version: int, env_steps: int, n: int) -> dict:
         """Load ``weights`` (``{module name: state_dict}``) unless ``version`` is loaded already, then
-        step the envs ``n`` times with the agent's counter starting at ``env_steps`` (warm-up and
-        exploration schedules read it).
+        step the envs ``n`` times, the actor's warm-up and exploration schedules at ``env_steps``
+        (the learner's count) plus the steps taken here.
 
         Returns ``{"steps": tree [n, num_envs, ...] of the experience dicts, "finished": [[episode
         dicts] per step], "errors": [(step, env, message)], "last_obs": [num_envs, ...],
@@ -111,12 +111,11 @@ class RolloutWorker:
             for name, state in weights.items():
                 agent.modules[name].load_state_dict(state)
             self.version = version
-        agent.env_steps = env_steps
         env = agent.env
         steps, finished, errors = [], [], []
         for t in range(n):
-            exp, done = env.step()
-            agent.env_steps += env.num_envs
+            exp, done = env.step(env_steps + t * env.num_envs)
+            agent.env_steps += env.num_envs  # this worker's own count
             agent.vector_steps += 1
             for episode in done:
                 agent.call("on_episode_end", episode)
