@@ -113,3 +113,31 @@ def test_the_warm_up_is_the_env_steps_argument():
         assert torch.equal(agent.policy.act(obs, (), True, False, 50)[0], greedy)  # no noise: the greedy action
     finally:
         agent.env.close()
+
+
+@pytest.mark.parametrize("algo, env_id, overrides", [
+    ("sac", "Pendulum-v1", {}), ("td3", "Pendulum-v1", {}), ("dqn", "CartPole-v1", {}),
+    ("sac", "PendulumNoVel-v1", {"arch": "gru", "rnn_size": "8"}), ("ppo", "Pendulum-v1", {}),
+    ("ppo", "PendulumNoVel-v1", {"arch": "lstm", "rnn_size": "8"}),
+])
+def test_an_actors_acting_state_makes_a_copy_act_alike(algo, env_id, overrides):
+    """What the learner ships to Ray workers and the evaluator actor is the policy's acting state; a
+    copy built with other initial weights then acts exactly alike. (Shipping the ``policy`` and
+    ``normalizer`` modules by name left DQN's copies with their own untrained Q network.)"""
+    from rlblocks.registry import RunOptions, build_agent, get_algo
+    from rlblocks.run import resolve_config
+
+    spec = get_algo(algo)
+    cfg = resolve_config(spec, env_id, overrides={"hidden_sizes": "16", **overrides})
+    opts = RunOptions(None, 100, 0, 0, False, tensorboard=False, training=False)
+    learner, copy = (build_agent(spec, env_id, cfg, seed, torch.device("cpu"), opts) for seed in (0, 1))
+    try:
+        obs = torch.randn(5, *learner.env.obs_space.shape)
+        learner.normalizer.process_experience({"next_obs": obs * 3.0 + 1.0})  # statistics to ship too
+        act = lambda agent: agent.policy.act(obs, agent.policy.initial_state(5), False, True)[0]
+        assert not torch.equal(act(learner), act(copy))
+        copy.policy.load_acting_state(learner.policy.acting_state())
+        assert torch.equal(act(learner), act(copy))
+    finally:
+        learner.env.close()
+        copy.env.close()

@@ -170,6 +170,16 @@ class Actor(abc.ABC):
         learner in the experience dict under ``"extras"``.
         """
 
+    @abc.abstractmethod
+    def acting_state(self) -> dict[str, Any]:
+        """Everything a copy of this actor elsewhere (a Ray worker, an evaluator actor) needs to act
+        as this one does: its networks and the normaliser statistics it reads (tensors in plain
+        containers), for :meth:`load_acting_state`. This is all the learner ships to acting copies."""
+
+    @abc.abstractmethod
+    def load_acting_state(self, state: dict[str, Any]) -> None:
+        """Load what :meth:`acting_state` gave (from this actor or a copy of it)."""
+
     def observe(self, state, reward):
         """``state`` after the env's step returned ``reward`` (``[N]`` float32, CPU), before any
         reset: a policy that takes the previous reward as input (a recurrent off-policy actor with

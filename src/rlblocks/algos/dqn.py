@@ -89,6 +89,13 @@ class EpsilonGreedyPolicy(Policy):
         super().setup()
         self.q = self.agent.critic.q  # the greedy action's network: the critic's, bound once
 
+    def acting_state(self) -> dict:
+        return {**super().acting_state(), "q": self.q.state_dict()}  # the greedy action's network
+
+    def load_acting_state(self, state: dict) -> None:
+        super().load_acting_state(state)
+        self.q.load_state_dict(state["q"])
+
     def epsilon(self, env_steps: int) -> float:
         """Exploration probability after ``env_steps`` env steps."""
         cfg = self.cfg

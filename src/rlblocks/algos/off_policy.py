@@ -147,6 +147,13 @@ class Policy(Module, Actor):
     def initial_state(self, n: int):
         return ()
 
+    def acting_state(self) -> dict:
+        return {"policy": self.state_dict(), "normalizer": self.normalizer.state_dict()}
+
+    def load_acting_state(self, state: dict) -> None:
+        self.load_state_dict(state["policy"])
+        self.normalizer.load_state_dict(state["normalizer"])
+
     @torch.no_grad()
     def act(self, obs, state=(), explore: bool = True, deterministic: bool = False, env_steps: int = 0):
         if explore and env_steps < self.learning_starts:

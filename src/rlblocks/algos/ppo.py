@@ -212,6 +212,13 @@ class PPOPolicy(Module, Actor):
     def initial_state(self, n: int):
         return ()
 
+    def acting_state(self) -> dict:
+        return {"policy": self.state_dict(), "normalizer": self.normalizer.state_dict()}
+
+    def load_acting_state(self, state: dict) -> None:
+        self.load_state_dict(state["policy"])
+        self.normalizer.load_state_dict(state["normalizer"])
+
     @torch.no_grad()
     def act(self, obs: torch.Tensor, state=(), explore: bool = True, deterministic: bool = False, env_steps: int = 0):
         if explore and self.numpy_acting:

@@ -33,8 +33,7 @@ class EvaluatorActor:
 
     def evaluate(self, weights: dict, row: dict) -> tuple[float, float, float | None]:
         """``(mean score, std, mean success or None)``; the row is written before returning."""
-        for name, state in weights.items():
-            self.agent.modules[name].load_state_dict(state)
+        self.agent.policy.load_acting_state(weights)
         goal = self.agent.env.goal
         successes: list[float] | None = [] if goal else None
         if self._vec is None:
@@ -53,7 +52,7 @@ class RayEvaluator(Evaluator):
     """The ``evaluator`` module of the asynchronous layout: the schedule of :class:`Evaluator`
     (every ``every`` env steps and at the end; ``eval.csv`` rows after a resumed checkpoint
     dropped), but each evaluation runs in an :class:`EvaluatorActor` while the learner trains on.
-    The learner sends the policy and normaliser weights (one ``ray.put``) and the row's
+    The learner sends the policy's acting state (networks and normaliser statistics, one ``ray.put``) and the row's
     ``hours, epoch, frames``; the actor appends the row. Scores reach the logger (TensorBoard, the
     progress bar) when they come back; the run's end and every checkpoint wait for every pending evaluation.
 
@@ -78,7 +77,7 @@ class RayEvaluator(Evaluator):
 
     def run(self) -> None:
         agent = self.agent
-        weights = self.ray.put({name: agent.modules[name].state_dict() for name in ("policy", "normalizer")})
+        weights = self.ray.put(agent.policy.acting_state())
         row = {"hours": agent.logger.hours() if "logger" in agent.modules else 0.0,
                "epoch": agent.updates, "frames": agent.env_steps}
         self._pending.append((row, self._actor.evaluate.remote(weights, row)))

@@ -3,8 +3,8 @@ driver-side pool of them that ships weights and survives their deaths.
 
 The acting seam (DESIGN.md, "Seams"): a worker builds an acting agent (``make_agent(num_envs,
 seed)``: the algorithm's env runner, normaliser and policy, nothing that learns), loads the
-``state_dict()`` of the shipped modules (``policy``, ``normalizer``) that the driver puts in Ray's
-object store once per publication, and steps its envs. What acting computed for learning travels
+policy's :meth:`~rlblocks.module.Actor.acting_state` (its networks and normaliser statistics) that the
+driver puts in Ray's object store once per publication, and steps its envs. What acting computed for learning travels
 back in each step's ``extras``; the driver feeds the steps to its own modules as if its env runner
 had made them.
 """
@@ -108,8 +108,7 @@ class RolloutWorker:
         start = time.perf_counter()
         agent = self.agent
         if version != self.version:
-            for name, state in weights.items():
-                agent.modules[name].load_state_dict(state)
+            agent.policy.load_acting_state(weights)
             self.version = version
         env = agent.env
         steps, finished, errors = [], [], []
@@ -160,7 +159,6 @@ class WorkerPool(Module, Closeable):
         env_id, num_envs, seed: as :class:`EnvRunner`; worker ``w`` gets envs ``w·k .. w·k + k - 1``
             seeded ``seed + w·k + j``, the seeds of the in-process run's envs.
         workers: actor count; must divide ``num_envs``.
-        ship: the modules whose ``state_dict()`` is sent to the workers.
         allow_goal: as :class:`EnvRunner`.
         max_restarts: restarts Ray allows each worker over the run, and retries per call.
         cpus: CPUs Ray reserves for each worker.
@@ -176,7 +174,7 @@ class WorkerPool(Module, Closeable):
     role = "rollout worker"
 
     def __init__(self, make_agent: Callable[[int, int], Any], env_id: str, num_envs: int, seed: int, workers: int,
-                 ship: tuple[str, ...] = ("policy", "normalizer"), allow_goal: bool = False, max_restarts: int = 5,
+                 allow_goal: bool = False, max_restarts: int = 5,
                  cpus: float = 1.0, restart_timeout: float = 300.0):
         super().__init__()
         if workers < 1 or num_envs % workers:
@@ -191,7 +189,7 @@ class WorkerPool(Module, Closeable):
         self.ray = ray
         self.env_id, self.num_envs, self.seed, self.workers = env_id, num_envs, seed, workers
         self.per_worker = num_envs // workers
-        self.ship, self.max_restarts, self.restart_timeout = ship, max_restarts, restart_timeout
+        self.max_restarts, self.restart_timeout = max_restarts, restart_timeout
         local = EnvRunner(env_id, 1, seed, allow_goal=allow_goal)  # spaces and the action mapping
         local.close()
         self._local = local
@@ -216,8 +214,8 @@ class WorkerPool(Module, Closeable):
                               f"{self.per_worker} envs each)")
 
     def publish(self):
-        """Put the shipped modules' weights in Ray's object store once; returns the reference."""
-        weights = {name: self.agent.modules[name].state_dict() for name in self.ship}
+        """Put the policy's acting state in Ray's object store once; returns the reference."""
+        weights = self.agent.policy.acting_state()
         self.shipped_bytes = nbytes_tree(weights)
         self.version += 1
         return self.ray.put(weights)
