@@ -15,7 +15,7 @@ from rlblocks.errors import RLBlocksError
 
 TINY = ["--set", "hidden_sizes=32,32", "learning_starts=100", "batch_size=32", "buffer_size=1000",
         "eval_episodes=1"]
-LOADED = ("policy", "critic", "normalizer")
+LOADED = ("normalizer", "policy", "critic")  # the modules holding weights, in module order
 
 
 def cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -52,7 +52,7 @@ def test_load_starts_from_the_source_weights(source, tmp_path):
     proc = cli("train", "--algo", "sac", "--env", "Pendulum-v1", "--steps", "1", "--seed", "7", "--eval-every", "0",
                "--run-dir", str(new), "--no-progress", "--load", str(source), *TINY)
     assert proc.returncode == 0, proc.stderr
-    assert "loaded policy, critic, normalizer" in proc.stdout
+    assert "loaded normalizer, policy, critic" in proc.stdout  # the modules holding weights, in module order
     src, dst = latest_state(source), latest_state(new)
     for name in LOADED:
         a, b = dict(leaves(src["modules"][name])), dict(leaves(dst["modules"][name]))

@@ -12,13 +12,10 @@ from rlblocks.checkpoint import latest_checkpoint, load_checkpoint
 from rlblocks.config import BaseConfig
 from rlblocks.envs import make_env
 from rlblocks.errors import CheckpointError, RLBlocksError
+from rlblocks.module import Weights
 from rlblocks.registry import AlgoSpec
 from rlblocks.rundir import read_record
 
-#: Modules whose state ``--load`` copies when the agent has them: the trained networks (with their
-#: target copies), auxiliary critic heads (MERL) and the observation / return statistics the
-#: networks were trained with. Optimizers (``algo``), replay/rollout, counters and RNG are not copied.
-LOADABLE_MODULES = ("policy", "critic", "aux", "normalizer", "return_normalizer")
 #: Entries of a loadable module's state that are run-time state, not weights: exploration-noise
 #: processes and per-env running returns (their shapes follow num_envs).
 _NOT_WEIGHTS = frozenset({"noise", "ret"})
@@ -85,7 +82,10 @@ def _tensor_leaves(value: Any, prefix: str):
 
 
 def load_weights(agent, source: LoadSource) -> list[str]:
-    """Copy the :data:`LOADABLE_MODULES` states of ``source``'s checkpoint into ``agent``.
+    """Copy the states of ``agent``'s :class:`~rlblocks.module.Weights` modules (the trained networks
+    with their target copies, auxiliary critic heads, the observation / return statistics the
+    networks were trained with) from ``source``'s checkpoint; optimizers, replay/rollout, counters
+    and RNG are not copied.
 
     Weights are copied in place (optimizers keep pointing at the same parameters). Entries that
     are not weights (exploration noise) keep the new agent's values. Returns the module names.
@@ -97,10 +97,8 @@ def load_weights(agent, source: LoadSource) -> list[str]:
     saved = source.state.get("modules", {})
     where = f"--load {source.run_dir}"
     loaded = []
-    for name in LOADABLE_MODULES:
-        if name not in agent.modules:
-            continue
-        module = agent.modules[name]
+    for module in agent.modules_of(Weights):
+        name = module.name
         current = module.state_dict()
         src = saved.get(name)
         if not isinstance(src, dict):
@@ -130,8 +128,8 @@ def load_weights(agent, source: LoadSource) -> list[str]:
                                   f"{str(e).splitlines()[0][:200]})") from None
         loaded.append(name)
     if not loaded:
-        raise CheckpointError(f"{where}: this agent has none of the modules --load copies "
-                              f"({', '.join(LOADABLE_MODULES)}); its modules are {', '.join(agent.modules)}")
+        raise CheckpointError(f"{where}: this agent has no module with trained weights for --load to copy; its "
+                              f"modules are {', '.join(agent.modules)}")
     return loaded
 
 

@@ -120,6 +120,12 @@ class UpdateCounter(abc.ABC):
         """Gradient updates so far."""
 
 
+class Weights(abc.ABC):
+    """Holds trained weights (networks, normaliser statistics) whose ``state_dict()`` ``--load`` copies
+    into a new run (:func:`rlblocks.load.load_weights`); optimizers, replay and counters do not declare
+    it and start fresh."""
+
+
 class ArrayCheckpoint(abc.ABC):
     """Holds arrays too large for ``state.pt`` (replay, rollout buffers): a checkpoint saves them as
     ``<module name>.npz`` beside it, read back with ``allow_pickle=False``. Only the newest

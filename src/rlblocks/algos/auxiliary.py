@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 from torch import nn
 
-from rlblocks.module import Module
+from rlblocks.module import Module, Weights
 
 if TYPE_CHECKING:
     from rlblocks.buffers.rollout import RolloutBuffer
@@ -49,7 +49,7 @@ class AuxInputs(NamedTuple):
     index: torch.Tensor | None
 
 
-class AuxiliaryLoss(Module, abc.ABC):
+class AuxiliaryLoss(Module, Weights):
     """Base of auxiliary-loss modules (named ``aux`` unless given another name).
 
     Attributes:

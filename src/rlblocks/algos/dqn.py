@@ -26,7 +26,7 @@ from rlblocks.algos.off_policy import OffPolicyAlgorithm, Policy, make_adam
 from rlblocks.algos.replay_config import ReplayConfig
 from rlblocks.config import param
 from rlblocks.errors import ConfigError
-from rlblocks.module import Module
+from rlblocks.module import Module, Weights
 from rlblocks.nets import polyak_update, target_copy
 from rlblocks.nets.qnet import QNetwork
 
@@ -52,7 +52,7 @@ class DQNConfig(ReplayConfig):
             raise ConfigError(f"eps_end={self.eps_end} is larger than eps_start={self.eps_start}; epsilon decays")
 
 
-class QCritic(Module):
+class QCritic(Module, Weights):
     """The ``critic`` module of DQN: a :class:`QNetwork` and its target copy."""
 
     name = "critic"

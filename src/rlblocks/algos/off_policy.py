@@ -20,7 +20,7 @@ from rlblocks.errors import ConfigError
 from rlblocks.explore import make_noise
 from rlblocks.finite import check_finite
 from rlblocks.metrics import MetricSums
-from rlblocks.module import Actor, MetricsSource, Module, UpdateCounter
+from rlblocks.module import Actor, MetricsSource, Module, UpdateCounter, Weights
 from rlblocks.nets import DeterministicActor, QEnsemble, SquashedGaussianActor, target_copy
 
 
@@ -68,7 +68,7 @@ def make_adam(params, lr: float) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr, fused=True)
 
 
-class Critic(Module):
+class Critic(Module, Weights):
     """The ``critic`` module: a :class:`QEnsemble` of ``num_critics`` members and its target copy.
 
     The agent's auxiliary-loss modules (:class:`~rlblocks.algos.auxiliary.AuxiliaryLoss`, e.g.
@@ -122,7 +122,7 @@ class Critic(Module):
             self.agent.modules["aux"].load_state_dict({"heads": state["aux"], "metrics": state.get("metrics")})
 
 
-class Policy(Module, Actor):
+class Policy(Module, Actor, Weights):
     """Base of the ``policy`` modules (feed-forward actors, :class:`~rlblocks.module.Actor`): obs →
     normalised action in [-1, 1], with warm-up. The state is ``()`` and there are no extras.
 

@@ -41,7 +41,7 @@ from rlblocks.config import BaseConfig, param
 from rlblocks.errors import ConfigError
 from rlblocks.finite import check_finite
 from rlblocks.metrics import MetricSums
-from rlblocks.module import Actor, ArrayCheckpoint, MetricsSource, Module, UpdateCounter
+from rlblocks.module import Actor, ArrayCheckpoint, MetricsSource, Module, UpdateCounter, Weights
 from rlblocks.nets.activations import relu_layer, tanh_layer
 from rlblocks.nets.distributions import CategoricalHead, DiagGaussianHead, orthogonal_init
 from rlblocks.nets.ensemble import EnsembleLinear
@@ -178,7 +178,7 @@ class ActorCritic(nn.Module):
         return log_prob, entropy, self.v_head(v).squeeze(-1), v
 
 
-class PPOPolicy(Module, Actor):
+class PPOPolicy(Module, Actor, Weights):
     """The ``policy`` module, a feed-forward :class:`~rlblocks.module.Actor`: normalises
     observations and samples actions.
 

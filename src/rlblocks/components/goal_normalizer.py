@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from rlblocks.module import Module
+from rlblocks.module import Module, Weights
 from rlblocks.nets.normalizer import RunningMeanStd
 
 #: mrl's normaliser clips raw inputs to this range before its statistics and the normalisation.
 RAW_CLIP = 200.0
 
 
-class GoalNormalizer(Module):
+class GoalNormalizer(Module, Weights):
     """Maps a goal observation ``{observation, achieved_goal, desired_goal}`` to the network input
     ``concat(norm_obs(observation), norm_goal(desired_goal))``.
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from rlblocks.module import Module
+from rlblocks.module import Module, Weights
 from rlblocks.nets.normalizer import RunningMeanStd
 
 
-class ObsNormalizer(Module):
+class ObsNormalizer(Module, Weights):
     """Normalises observations with running statistics of every observation seen in training.
 
     Disabled (``enabled=False``) it is the identity, so algorithms call it unconditionally.

@@ -14,10 +14,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rlblocks.module import Module
+from rlblocks.module import Module, Weights
 
 
-class ReturnNormalizer(Module):
+class ReturnNormalizer(Module, Weights):
     """Scales training rewards by the std of a running discounted return.
 
     Disabled (``enabled=False``) :meth:`scale` is the identity, so learners call it
