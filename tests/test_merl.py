@@ -7,17 +7,28 @@ import pytest
 import torch
 
 from rlblocks.algos.auxiliary import AuxInputs
-from rlblocks.algos.merl import MERLConfig, MERLHeads, cosine_distance, future_obs_targets, variance_explained
+from rlblocks.algos.merl import MERLConfig, MERLHeads, cosine_distance, future_obs_targets
 from rlblocks.errors import ConfigError
+from rlblocks.metrics import explained_variance
 
 
-def test_variance_explained_target_hand_computed():
+def test_explained_variance_hand_computed():
     returns = torch.tensor([1.0, 2.0, 3.0, 4.0])
     old_values = torch.tensor([1.0, 2.0, 3.0, 3.0])
     # Var[R - V] = Var([0, 0, 0, 1]) = 3/16; Var[R] = 5/4 (population variances)
-    assert variance_explained(returns, old_values).item() == pytest.approx(1 - (3 / 16) / (5 / 4))
-    assert variance_explained(returns, returns).item() == pytest.approx(1.0)
-    assert variance_explained(returns, torch.zeros(4)).item() == pytest.approx(0.0)
+    assert explained_variance(old_values, returns).item() == pytest.approx(1 - (3 / 16) / (5 / 4))
+    assert explained_variance(returns, returns).item() == pytest.approx(1.0)
+    assert explained_variance(torch.zeros(4), returns).item() == pytest.approx(0.0)
+    # an ensemble of predictions [E, B] against one target [B]: one value per member
+    both = explained_variance(torch.stack([old_values, returns]), returns)
+    assert both.shape == (2,) and both.tolist() == pytest.approx([1 - (3 / 16) / (5 / 4), 1.0])
+    # PPO's [T, N] values and returns: variances over every element
+    grid = explained_variance(old_values.reshape(2, 2), returns.reshape(2, 2))
+    assert grid.shape == () and grid.item() == pytest.approx(1 - (3 / 16) / (5 / 4))
+    # constant targets: NaN without a floor (as SB3 logs it), finite with MERL's floor
+    flat = torch.ones(4)
+    assert explained_variance(old_values, flat).isinf() or explained_variance(old_values, flat).isnan()
+    assert explained_variance(flat, flat, min_var=1e-8).item() == pytest.approx(1.0)
 
 
 def _trajectories(T, N, done_at):

@@ -41,3 +41,20 @@ class MetricSums:
     def load_state_dict(self, state: dict | None) -> None:
         state = state or {"sums": None, "count": 0}
         self.sums, self.count = state["sums"], int(state["count"])
+
+
+def explained_variance(predictions: torch.Tensor, targets: torch.Tensor, min_var: float = 0.0) -> torch.Tensor:
+    """``1 - Var[targets - predictions] / Var[targets]``, population variances over all of ``targets``'
+    elements: how much of the targets' variance the predictions account for (1: all, 0: no better
+    than their mean, < 0: worse).
+
+    Shapes: ``targets [*S]``, ``predictions [*P, *S]`` → ``[*P]`` (a 0-d tensor when ``P`` is empty);
+    e.g. PPO's values and returns ``[T, N]`` → ``[]``, MERL's ensemble values ``[E, B]`` against
+    returns ``[B]`` → ``[E]``. ``min_var`` floors ``Var[targets]``; with 0 (SB3's ``explained_variance``)
+    constant targets give NaN or -inf.
+    """
+    dims = tuple(range(-targets.dim(), 0))
+    var = targets.var(dim=dims, unbiased=False)
+    if min_var > 0:
+        var = var.clamp_min(min_var)
+    return 1.0 - (targets - predictions).var(dim=dims, unbiased=False) / var

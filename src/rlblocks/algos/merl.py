@@ -22,15 +22,14 @@ from dataclasses import dataclass
 
 import torch
 
-from rlblocks.algos.merl_heads import MERLHeads, cosine_distance, future_obs_targets, variance_explained
+from rlblocks.algos.merl_heads import MERLHeads, cosine_distance, future_obs_targets
 from rlblocks.algos.ppo import PPOConfig
 from rlblocks.algos.ppo_modules import ppo_modules
 from rlblocks.config import param
 from rlblocks.errors import ConfigError
 from rlblocks.module import Module
 
-__all__ = ["MERLConfig", "MERLHeads", "cosine_distance", "future_obs_targets", "merl_modules",
-           "variance_explained"]
+__all__ = ["MERLConfig", "MERLHeads", "cosine_distance", "future_obs_targets", "merl_modules"]
 
 
 @dataclass

@@ -26,18 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlblocks.algos.auxiliary import AuxiliaryLoss, AuxInputs
-from rlblocks.metrics import MetricSums
+from rlblocks.metrics import MetricSums, explained_variance
 from rlblocks.module import MetricsSource
 from rlblocks.nets.distributions import orthogonal_init
 from rlblocks.nets.ensemble import EnsembleLinear
-
-
-def variance_explained(returns: torch.Tensor, predictions: torch.Tensor) -> torch.Tensor:
-    """The VE target ``1 - Var[R - V] / Var[R]`` (population variances over the last dim).
-
-    Shapes: ``returns [B]``, ``predictions [..., B]`` → ``[...]`` (0-d for ``[B]``).
-    """
-    return 1.0 - (returns - predictions).var(-1, unbiased=False) / returns.var(unbiased=False).clamp_min(1e-8)
 
 
 def future_obs_targets(next_obs: torch.Tensor, terminated: torch.Tensor, truncated: torch.Tensor,
@@ -136,7 +128,7 @@ class MERLHeads(AuxiliaryLoss, MetricsSource):
         self._target, self._valid = target.view(rollout.size, -1), valid.view(rollout.size)
 
     def loss(self, inputs: AuxInputs) -> torch.Tensor:
-        ve_target = variance_explained(inputs.returns, inputs.values)  # no gradient: targets and predictions are data
+        ve_target = explained_variance(inputs.values, inputs.returns, min_var=1e-8)  # no gradient: targets and predictions are data
         if inputs.index is None:  # a replayed transition: its next observation, always in the same episode
             fs_target, fs_mask = inputs.next_obs, None
         else:  # rollout rows: the targets prepare() built for them

@@ -40,7 +40,7 @@ from rlblocks.buffers.rollout import RolloutBuffer
 from rlblocks.config import BaseConfig, param
 from rlblocks.errors import ConfigError
 from rlblocks.finite import check_finite
-from rlblocks.metrics import MetricSums
+from rlblocks.metrics import MetricSums, explained_variance
 from rlblocks.module import Actor, ArrayCheckpoint, MetricsSource, Module, UpdateCounter, Weights
 from rlblocks.nets.activations import relu_layer, tanh_layer
 from rlblocks.nets.distributions import CategoricalHead, DiagGaussianHead, orthogonal_init
@@ -435,8 +435,3 @@ class PPO(Module, MetricsSource, UpdateCounter):
         self.optimizer.load_state_dict(state["optimizer"])
         self.metrics.load_state_dict(state.get("metrics"))
 
-
-def explained_variance(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``1 - Var[target - pred] / Var[target]`` (NaN when the target is constant), as a tensor."""
-    var = target.var(unbiased=False)
-    return 1.0 - (target - pred).var(unbiased=False) / var
