@@ -31,16 +31,14 @@ from torch import nn
 from rlblocks.algos.ppo import PPO, PPOPolicy, Rollout
 from rlblocks.buffers.sequence_rollout import SequenceBatch, SequenceRolloutBuffer
 from rlblocks.nets.distributions import CategoricalHead, DiagGaussianHead, orthogonal_init
+from rlblocks.nets.mlp import mlp
 from rlblocks.nets.recurrent import RecurrentCell
 
 
 def _mlp_trunk(in_dim: int, hidden_sizes: list[int], activation: str) -> nn.Sequential:
     """``Linear → activation`` per width, orthogonal with gain sqrt(2) (baselines ``mlp``)."""
-    layers: list[nn.Module] = []
-    for width in hidden_sizes:
-        layers += [orthogonal_init(nn.Linear(in_dim, width), 2 ** 0.5), nn.Tanh() if activation == "tanh" else nn.ReLU()]
-        in_dim = width
-    return nn.Sequential(*layers)
+    return mlp(in_dim, hidden_sizes, None, nn.Tanh if activation == "tanh" else nn.ReLU,
+               init=lambda layer: orthogonal_init(layer, 2 ** 0.5))
 
 
 class RecurrentActorCritic(nn.Module):
