@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import csv
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from rlblocks import run
 from rlblocks.algos.dqn import DQN, DQNConfig
+from rlblocks.algos.targets import TDTarget
 from rlblocks.buffers.replay import Batch
 from rlblocks.nets.qnet import QNetwork
 
@@ -44,8 +46,12 @@ def test_double_q_and_max_targets_hand_computed():
     assert make_dqn(double_q=False).target_value(next_obs).tolist() == [[30.0, 9.0]]
     algo = make_dqn(double_q=True, gamma=0.5, her_clip_target=True)
     b = Batch(None, None, torch.tensor([-1.0, -1.0]), next_obs, torch.tensor([0.5, 0.0]))
-    # y = r + discount V', clipped to [-1/(1-gamma), 0] = [-2, 0]: -1 + 10 -> 0; -1 + 0 -> -1
-    assert algo.td_target(b, algo.target_value(next_obs)[0]).tolist() == [0.0, -1.0]
+    # y = r + discount V', clipped to [-1/(1-gamma), 0] = [-2, 0]: -1 + 10 -> 0; -1 + 0 -> -1; by the
+    # ``target`` module DQN's update calls (TD(0)/n-step over the algorithm's target_value)
+    target = TDTarget()
+    target.agent = SimpleNamespace(algo=algo)
+    b_q, y = target(b)
+    assert b_q is b and y.tolist() == [0.0, -1.0]
 
 
 def test_dueling_head_mean_zero_advantage():

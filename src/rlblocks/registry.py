@@ -286,7 +286,7 @@ def _dqn_modules(env_id: str, cfg: DQNConfig, seed: int, device: torch.device, o
     if not opts.training:
         return modules + _service_modules(env_id, cfg, seed, opts)
     modules.insert(2, _replay(env, cfg, n_actions, device, torch.int64))
-    return modules + [DQN(cfg)] + _service_modules(env_id, cfg, seed, opts)
+    return modules + [TDTarget(), DQN(cfg)] + _service_modules(env_id, cfg, seed, opts)
 
 
 # CartPole: rl-zoo's DQN settings (hyperparams/dqn.yml), the exploration fraction 0.16 of 50k steps

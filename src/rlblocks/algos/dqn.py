@@ -115,8 +115,10 @@ class EpsilonGreedyPolicy(Policy):
 
 
 class DQN(OffPolicyAlgorithm):
-    """DQN update (the ``algo`` module). One call = one gradient step."""
+    """DQN update (the ``algo`` module). One call = one gradient step; the target ``y`` comes from the
+    ``target`` module (TD(0)/n-step over :meth:`target_value`), as for DDPG/TD3/SAC."""
 
+    requires = (*OffPolicyAlgorithm.requires, "target")
     metric_names = ("critic_loss", "q_mean")
 
     def setup(self) -> None:
@@ -135,7 +137,7 @@ class DQN(OffPolicyAlgorithm):
         cfg = self.cfg
         # y = r + gamma^m (1 - terminated) V'(s_{t+m})   (n-step sum in the replay's assemble stage)
         with torch.no_grad():
-            target = self.td_target(b, self.target_value(b.next_obs)[0])
+            b, target = self.agent.target(b)
 
         # L = Huber(Q(s, a) - y): the Nature paper's error clipped to [-1, 1]
         q = self.critic.q(b.obs).gather(1, b.action[:, None]).squeeze(1)  # [B]

@@ -310,11 +310,6 @@ class OffPolicyAlgorithm(Module, MetricsSource, UpdateCounter):
             target = target.clamp(-1.0 / (1.0 - self.cfg.gamma), 0.0)
         return target
 
-    def td_target(self, b, next_value: torch.Tensor) -> torch.Tensor:
-        """``y = r + discount · V(s') [B]`` (n-step: ``r`` the discounted sum, ``discount = gamma^m (1 -
-        terminated)``), clipped by :meth:`clip_target`."""
-        return self.clip_target(b.reward + b.discount * next_value)
-
     def pop_metrics(self) -> dict[str, float]:
         """Mean of each metric since the last call (NaN before the first update)."""
         return self.metrics.pop()
