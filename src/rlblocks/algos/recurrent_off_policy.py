@@ -38,7 +38,7 @@ from rlblocks.algos.ddpg import DDPG
 from rlblocks.algos.off_policy import Critic, DeterministicPolicy, GaussianPolicy, OffPolicyConfig
 from rlblocks.algos.sac import SAC
 from rlblocks.buffers.replay import Batch, ReplayBuffer
-from rlblocks.buffers.sequence import SequenceBatch, SequenceSampler
+from rlblocks.buffers.sequence import ReplaySequenceBatch, SequenceSampler
 from rlblocks.components.replay import Replay
 from rlblocks.module import Actor
 from rlblocks.nets import target_copy
@@ -57,7 +57,7 @@ class SequenceReplay(Replay):
         super().__init__(buffer)
         self.sampler = SequenceSampler(buffer, seq_len, burn_in)
 
-    def sample(self, batch_size: int) -> SequenceBatch:
+    def sample(self, batch_size: int) -> ReplaySequenceBatch:
         return self.sampler.sample(batch_size)
 
 
@@ -183,7 +183,7 @@ class NextFeatures(NamedTuple):
     critic: torch.Tensor
 
 
-def history(encoder: HistoryEncoder, seq: SequenceBatch, grad: bool = True) -> torch.Tensor:
+def history(encoder: HistoryEncoder, seq: ReplaySequenceBatch, grad: bool = True) -> torch.Tensor:
     """``h`` at every position of ``seq``'s ``T + 1`` history inputs, ``[T + 1, B, H]``: burn-in
     without gradient from the zero state, then one call (with gradient if ``grad``)."""
     with torch.no_grad():
@@ -192,7 +192,7 @@ def history(encoder: HistoryEncoder, seq: SequenceBatch, grad: bool = True) -> t
         return encoder(seq.obs, seq.prev_action, seq.prev_reward, state)[0]
 
 
-def critic_rows(seq: SequenceBatch, h: torch.Tensor, next_in: NextFeatures) -> Batch:
+def critic_rows(seq: ReplaySequenceBatch, h: torch.Tensor, next_in: NextFeatures) -> Batch:
     """The real steps as a feed-forward batch of ``M`` rows: ``obs`` the critic's ``h_t``."""
     return Batch(seq.rows(h), seq.rows(seq.action), seq.rows(seq.reward), next_in, seq.rows(seq.discount))
 
@@ -201,7 +201,7 @@ class SequenceLearner:
     """What the recurrent ``algo`` modules add to the feed-forward ones: sequence normalisation
     (observations of the history and burn-in inputs) and the encoders."""
 
-    def normalized(self, seq: SequenceBatch) -> SequenceBatch:
+    def normalized(self, seq: ReplaySequenceBatch) -> ReplaySequenceBatch:
         norm = self.agent.normalizer
         return seq._replace(obs=norm(seq.obs), burn_obs=norm(seq.burn_obs)) if norm.enabled else seq
 
@@ -212,7 +212,7 @@ class RecurrentSAC(SequenceLearner, SAC):
     def target_value(self, next_in: NextFeatures, with_action=False):
         return self.soft_value(next_in.actor, next_in.critic, with_action)
 
-    def update(self, seq: SequenceBatch):
+    def update(self, seq: ReplaySequenceBatch):
         policy, critic = self.agent.policy, self.critic
         h_pi = history(policy.encoder, seq)  # with gradient: the policy loss trains the actor's encoder
         with torch.no_grad():
@@ -227,7 +227,7 @@ class RecurrentDDPG(SequenceLearner, DDPG):
     def target_value(self, next_in: NextFeatures, with_action=False):
         return self.target_q(next_in.actor, next_in.critic, with_action)
 
-    def update(self, seq: SequenceBatch):
+    def update(self, seq: ReplaySequenceBatch):
         policy, critic = self.agent.policy, self.critic
         with torch.no_grad():
             next_in = NextFeatures(seq.next_rows(history(policy.encoder_target, seq)),

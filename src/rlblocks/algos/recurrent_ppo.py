@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from rlblocks.algos.ppo import PPO, PPOPolicy, Rollout
-from rlblocks.buffers.sequence_rollout import SequenceBatch, SequenceRolloutBuffer
+from rlblocks.buffers.sequence_rollout import RolloutSequenceBatch, SequenceRolloutBuffer
 from rlblocks.nets.distributions import CategoricalHead, DiagGaussianHead, orthogonal_init
 from rlblocks.nets.mlp import mlp
 from rlblocks.nets.recurrent import RecurrentCell
@@ -88,7 +88,7 @@ class RecurrentActorCritic(nn.Module):
         """``V`` at flat ``positions [M]`` of the critic cell's outputs, ``[M]``."""
         return self.v_head(self.v_mlp(v_out.index_select(0, positions))).squeeze(-1)
 
-    def evaluate_sequences(self, batch: SequenceBatch):
+    def evaluate_sequences(self, batch: RolloutSequenceBatch):
         """``(log_prob, entropy, value, critic features)`` at the batch's real steps (``[M]``,
         features ``[M, feature_dim]``); the MLPs and heads run on those steps only."""
         pi_out, v_out = self.cells(batch.obs, batch.state)
@@ -178,5 +178,5 @@ class RecurrentPPO(PPO):
         return buf.sequence_minibatches(self.cfg.n_minibatches, normalize_advantage=self.cfg.normalize_advantage)
 
     @staticmethod
-    def evaluate(net: RecurrentActorCritic, batch: SequenceBatch):
+    def evaluate(net: RecurrentActorCritic, batch: RolloutSequenceBatch):
         return net.evaluate_sequences(batch)

@@ -38,7 +38,7 @@ import torch
 from rlblocks.buffers.replay import ReplayBuffer
 
 
-class SequenceBatch(NamedTuple):
+class ReplaySequenceBatch(NamedTuple):
     """A sequence minibatch (time first). ``B`` windows of ``T = seq_len`` trained steps.
 
     Shapes: ``obs [T+1, B, *obs_shape]``, ``prev_action [T+1, B, act_dim]``, ``prev_reward [T+1, B]``
@@ -72,7 +72,7 @@ class SequenceBatch(NamedTuple):
 
 
 class SequenceSampler:
-    """Draws :class:`SequenceBatch` es from ``buffer`` (flat Box observations, float actions).
+    """Draws :class:`ReplaySequenceBatch` es from ``buffer`` (flat Box observations, float actions).
 
     Args:
         buffer: the storage (its ``n_step`` is not used: sequences are 1-step TD per position).
@@ -93,12 +93,12 @@ class SequenceSampler:
         self._ahead = torch.arange(max(seq_len + 1, burn_in), device=dev)  # positions 0, 1, ...
         self._back = torch.arange(1, burn_in + 2, device=dev)  # 1..burn_in+1 rows before s
 
-    def sample(self, batch_size: int) -> SequenceBatch:
+    def sample(self, batch_size: int) -> ReplaySequenceBatch:
         """``batch_size`` windows whose first trained step is uniform over the stored transitions."""
         s, e = self.buffer.sample_indices(batch_size)
         return self.assemble(s, e)
 
-    def assemble(self, s: torch.Tensor, e: torch.Tensor) -> SequenceBatch:
+    def assemble(self, s: torch.Tensor, e: torch.Tensor) -> ReplaySequenceBatch:
         """The windows whose first trained step is row ``s``, env ``e`` (``[B]`` each)."""
         buf, T, R = self.buffer, self.seq_len, self.buffer.rows
         filled = R if buf.full else buf.pos
@@ -134,7 +134,7 @@ class SequenceSampler:
         reward = buf.flat(buf.reward)[flat] * mask
         discount = buf.gamma * (~buf.flat(buf.terminated)[flat]).float() * mask
         valid = mask.view(-1).nonzero().squeeze(1)
-        return SequenceBatch(obs, prev_a, prev_r, action, reward, discount, mask, valid, *burn, burn_len)
+        return ReplaySequenceBatch(obs, prev_a, prev_r, action, reward, discount, mask, valid, *burn, burn_len)
 
     def _inputs(self, first: torch.Tensor, e: torch.Tensor, n: int, length: torch.Tensor, prev_first: torch.Tensor):
         """History inputs at rows ``first + p`` for ``p < n`` (``[n, B, ...]``), zero from ``length``

@@ -30,7 +30,7 @@ import torch
 from rlblocks.buffers.rollout import RolloutBuffer
 
 
-class SequenceBatch(NamedTuple):
+class RolloutSequenceBatch(NamedTuple):
     """A padded batch of ``S`` sequences of at most ``L`` steps, ``M`` of them real.
 
     Shapes: ``obs [L, S, obs_dim]`` (zeros where padded), ``state [K, S, H]`` (each sequence's
@@ -119,7 +119,7 @@ class SequenceRolloutBuffer(RolloutBuffer):
     def n_pieces(self) -> int:
         return self._layout["first"].numel()
 
-    def _batch(self, pieces: torch.Tensor, extra: int = 0, normalize_advantage: bool = False) -> SequenceBatch:
+    def _batch(self, pieces: torch.Tensor, extra: int = 0, normalize_advantage: bool = False) -> RolloutSequenceBatch:
         """The padded batch of ``pieces`` (piece ids, in batch order), ``extra`` padding rows more
         than the longest piece needs."""
         lay, S = self._layout, pieces.numel()
@@ -137,17 +137,17 @@ class SequenceRolloutBuffer(RolloutBuffer):
         adv = self.flat("advantage").index_select(0, rows)
         if normalize_advantage:
             adv = (adv - adv.mean()) / (adv.std(unbiased=False) + 1e-8)
-        return SequenceBatch(obs.view(length, S, *obs_flat.shape[1:]), state, mask.view(length, S), valid, rows,
+        return RolloutSequenceBatch(obs.view(length, S, *obs_flat.shape[1:]), state, mask.view(length, S), valid, rows,
                              self.flat("action").index_select(0, rows), self.flat("log_prob").index_select(0, rows),
                              self.flat("value").index_select(0, rows), adv, self.flat("ret").index_select(0, rows))
 
-    def all_sequences(self, extra: int = 0) -> SequenceBatch:
+    def all_sequences(self, extra: int = 0) -> RolloutSequenceBatch:
         """Every piece of the rollout in one batch (piece ``p`` is column ``p``)."""
         return self._batch(torch.arange(self.n_pieces, device=self.device), extra)
 
-    def sequence_minibatches(self, n_minibatches: int, normalize_advantage: bool = False) -> Iterator[SequenceBatch]:
+    def sequence_minibatches(self, n_minibatches: int, normalize_advantage: bool = False) -> Iterator[RolloutSequenceBatch]:
         """One epoch: the chunks in a random order (torch's RNG), cut into ``n_minibatches`` equal
-        groups; each group's pieces form one :class:`SequenceBatch` of ``size / n_minibatches``
+        groups; each group's pieces form one :class:`RolloutSequenceBatch` of ``size / n_minibatches``
         real steps. ``normalize_advantage`` standardises advantages per minibatch (baselines ppo2).
 
         Raises:
