@@ -38,6 +38,7 @@ class Agent:
         self.env_steps = 0  # transitions collected, summed over vector envs
         self.vector_steps = 0  # calls to the vector env's step()
         self.stop_requested = False
+        self._update_counter = None
         for module in modules:
             if module.name in self.modules or hasattr(self, module.name):
                 raise RLBlocksError(f"module name {module.name!r} is used twice or is reserved")
@@ -56,6 +57,8 @@ class Agent:
                                         f"not a hook, so it would never be called; hooks are {', '.join(HOOKS)}")
         self._hooks = {hook: [getattr(m, hook) for m in self.modules.values() if m.implements(hook)]
                        for hook in HOOKS}
+        counters = self.modules_of(UpdateCounter)
+        self._update_counter = counters[0] if counters else None  # read every step by some services
         self.call("setup")
 
     def __getattr__(self, name: str) -> Module:
@@ -67,8 +70,7 @@ class Agent:
     @property
     def updates(self) -> int:
         """Gradient updates of the algorithm module (:class:`~rlblocks.module.UpdateCounter`); 0 without one."""
-        counters = self.modules_of(UpdateCounter)
-        return counters[0].update_count() if counters else 0
+        return 0 if self._update_counter is None else self._update_counter.update_count()
 
     def modules_of(self, protocol: type[P]) -> list[P]:
         """The modules that declare ``protocol`` (a class such as

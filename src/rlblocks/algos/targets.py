@@ -40,4 +40,6 @@ class TDTarget(Target):
 
     def __call__(self, b):
         algo = self.agent.algo
-        return b, algo.clip_target(b.reward + b.discount * algo.target_value(b.next_obs).min(0).values)
+        value = algo.target_value(b.next_obs)  # [E, B]
+        value = value[0] if value.shape[0] == 1 else value.min(0).values  # one member (DDPG, DQN): no reduction op
+        return b, algo.clip_target(b.reward + b.discount * value)
