@@ -15,7 +15,7 @@ EXAMPLES = [(page, i, code) for page in sorted(DOCS.glob("*.md"))
 
 @pytest.mark.parametrize("page, index, code", EXAMPLES, ids=[f"{p.stem}-{i}" for p, i, _ in EXAMPLES])
 def test_docs_example_runs(page, index, code, one_thread):
-    exec(compile(code, f"{page.name}[python block {index}]", "exec"), {"__name__": f"docs_example_{index}"})
+    exec(compile(code, f"{page.name}[python block {index}]", "exec"), {"__name__": f"docs_example_{index}"})  # noqa: S102 - the docs' own examples
 
 
 def test_the_docs_have_examples():
