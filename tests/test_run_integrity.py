@@ -414,12 +414,12 @@ def test_bad_input_stops_before_the_run_directory_exists(extra, fragments, capsy
 
 
 def test_ctrl_c_during_start_up_leaves_nothing(capsys, monkeypatch, tmp_path):
-    import rlblocks.run
+    import rlblocks.run.session
 
     def interrupted(*a, **kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(rlblocks.run, "build_agent", interrupted)
+    monkeypatch.setattr(rlblocks.run.session, "build_agent", interrupted)
     monkeypatch.chdir(tmp_path)
     r = main_in_process(train_args(Path("a") / "b" / "new_run", 200), capsys)
     assert r.returncode == 130 and "Traceback" not in r.stderr

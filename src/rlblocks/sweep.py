@@ -216,9 +216,7 @@ def plan_sweep(algos: str | list[str] | None, envs: str | list[str] | None, seed
             ``algos``/``envs``, or a sweep directory made with other ``--config``/``--set`` values.
     """
     from rlblocks.config import load_config_file
-    from rlblocks.envs import check_env_id
-    from rlblocks.registry import get_algo
-    from rlblocks.run import check_env_fits, check_seed, resolve_config, resolve_device, resolve_run
+    from rlblocks.run import check_seed, make_request, resolve_run
 
     joined = {k: (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in (("a", algos), ("e", envs))}
     algos, envs, config_path = resolve_run(joined["a"], joined["e"], config_file)
@@ -238,17 +236,8 @@ def plan_sweep(algos: str | list[str] | None, envs: str | list[str] | None, seed
         check_address(ray_address)
     if jobs is not None and int(jobs) < 1:
         raise ConfigError(f"--jobs {jobs} must be >= 1")
-    if steps <= 0:
-        raise ConfigError(f"--steps {steps} must be positive")
-    for flag, value in (("--eval-every", eval_every), ("--checkpoint-every", checkpoint_every)):
-        if value is not None and value < 0:
-            raise ConfigError(f"{flag} {value} must be >= 0 (0 turns it off)")
-    resolve_device(device)
     for seed in seed_list:
         check_seed(seed)
-    specs = [get_algo(a) for a in algo_list]
-    for env_id in env_list:
-        check_env_id(env_id)
     overrides = dict(overrides or {})
     normalized: dict[str, Any] = {}
     file_keys: list[str] = []
@@ -257,11 +246,12 @@ def plan_sweep(algos: str | list[str] | None, envs: str | list[str] | None, seed
         file_values = load_config_file(config_path)
         normalized.update({k: file_values[k] for k in ("preset",) if k in file_values})
         file_keys = [k for k in file_values if k not in ("algo", "env", "env_id", "seed", "description", "preset")]
-    for spec in specs:
-        for env_id in env_list:
-            cfg = resolve_config(spec, env_id, config_path, overrides)
+    for algo in algo_list:
+        for env_id in env_list:  # every check `rlblocks train` makes, once per cell (the seeds are checked above)
+            cfg = make_request(algo, env_id, steps=steps, seed=seed_list[0], config_file=config_file,
+                               overrides=overrides, eval_every=eval_every, checkpoint_every=checkpoint_every,
+                               device=device, threads=1).cfg
             normalized.update({k: getattr(cfg, k) for k in (*file_keys, *overrides)})
-            check_env_fits(spec, env_id, cfg)
     root = Path(sweep_dir) if sweep_dir is not None else default_sweep_dir(algo_list, env_list, normalized)
     if root.exists() and not root.is_dir():
         raise RLBlocksError(f"--sweep-dir {root} is a file; pass a directory")
