@@ -299,3 +299,32 @@ def test_bad_named_preset_is_one_line(algo, name, fragment, capsys, monkeypatch,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and fragment in err[0]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_keys_are_grouped_by_module_and_take_their_group_as_a_prefix():
+    """``--set replay.n_step=3`` is ``n_step=3`` (config.json keeps the flat names, so old runs and
+    commands load); a wrong group is one line naming the right one; ``rlblocks list`` groups keys."""
+    from rlblocks.config import key_groups
+    from rlblocks.registry import get_algo
+
+    cls = get_algo("sac").config_cls
+    groups = key_groups(cls)
+    assert (groups["n_step"], groups["learning_starts"], groups["target"], groups["wm_lr"], groups["arch"],
+            groups["merl"], groups["hidden_sizes"], groups["num_envs"]) == (
+        "replay", "explore", "target", "world_model", "encoder", "aux", "net", "env")
+    assert key_groups(get_algo("dqn").config_cls)["exploration_steps"] == "explore"
+    assert key_groups(get_algo("ppo").config_cls)["n_steps"] == "algo"
+    dotted = cls().updated({"replay.n_step": "3", "explore.learning_starts": 7}, "--set")
+    assert dotted == cls().updated({"n_step": "3", "learning_starts": 7}, "--set")
+    assert dotted.to_dict()["n_step"] == 3
+    with pytest.raises(ConfigError, match=r"n_step is a replay setting \(replay.n_step\)"):
+        cls().updated({"target.n_step": "3"}, "--set")
+    with pytest.raises(ConfigError, match="unknown config key 'replay.nstep'"):
+        cls().updated({"replay.nstep": "3"}, "--set")
+
+
+def test_rlblocks_list_shows_keys_grouped_by_module(cli, tmp_path):
+    r = cli("list", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    sac = r.stdout.split("\ntd3 ")[0]
+    assert "\n  replay:\n    buffer_size" in sac and "\n  explore:\n    learning_starts" in sac

@@ -138,15 +138,19 @@ def _plot(args) -> None:
 
 
 def _list() -> None:
-    from rlblocks.config import SHIPPED_DIR, load_config_file, shipped_configs
+    from rlblocks.config import SHIPPED_DIR, key_groups, load_config_file, shipped_configs
     from rlblocks.registry import ALGOS, NAMED_PRESETS
 
     for spec in ALGOS.values():
         print(f"{spec.name:6s} {spec.summary}  [{spec.action_space} actions; evaluates every {spec.eval_every} "
               "steps by default]")
         default = spec.config_cls()
-        for f in fields(default):
-            print(f"    {f.name:24s} {getattr(default, f.name)!s:12s} {f.metadata.get('help', '')}")
+        groups = key_groups(spec.config_cls)
+        for group in dict.fromkeys(groups.values()):  # grouped by the module they configure (--set group.key)
+            print(f"  {group}:")
+            for f in fields(default):
+                if groups[f.name] == group:
+                    print(f"    {f.name:24s} {getattr(default, f.name)!s:12s} {f.metadata.get('help', '')}")
         for pattern, values in spec.presets.items():
             print(f"    preset {pattern}: {values}")
         print()

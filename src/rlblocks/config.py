@@ -35,7 +35,7 @@ SHIPPED_DIR = Path(__file__).parent / "configs"
 
 
 def param(default: Any, *, low: float | None = None, high: float | None = None,
-          low_open: bool = False, choices: tuple | None = None, help: str = "") -> Any:
+          low_open: bool = False, choices: tuple | None = None, help: str = "", group: str | None = None) -> Any:
     """A dataclass field with a validated range.
 
     Args:
@@ -43,30 +43,47 @@ def param(default: Any, *, low: float | None = None, high: float | None = None,
         low, high: inclusive bounds (``low_open=True`` makes the lower bound strict).
         choices: the allowed values for string options.
         help: one-line description shown by ``rlblocks list``.
+        group: the module whose setting this is (``replay``, ``explore``, ...; see :func:`key_groups`);
+            ``None``: the declaring class's ``GROUP``.
     """
-    meta = {"low": low, "high": high, "low_open": low_open, "choices": choices, "help": help}
+    meta = {"low": low, "high": high, "low_open": low_open, "choices": choices, "help": help, "group": group}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def key_groups(cls: type) -> dict[str, str]:
+    """``{key: group}`` of a config class: the module each key configures (``env``, ``net``,
+    ``normalizer``, ``replay``, ``explore``, ``target``, ``world_model``, ``encoder``, ``aux``, ``algo``,
+    ``evaluator``, ``logger``). A key's group is its ``param(group=...)``, else the ``GROUP`` of the
+    class that declares it. ``--set`` and config files accept ``group.key`` as well as ``key``."""
+    owner: dict[str, type] = {}
+    for klass in reversed(cls.__mro__):
+        for name in vars(klass).get("__annotations__", {}):
+            owner[name] = klass
+    return {f.name: f.metadata.get("group") or getattr(owner[f.name], "GROUP", "algo") for f in fields(cls)}
 
 
 @dataclass
 class BaseConfig:
     """Keys shared by every algorithm."""
 
+    GROUP: typing.ClassVar[str] = "algo"
+
     gamma: float = param(0.99, low=0.0, high=1.0, help="discount factor")
-    num_envs: int = param(1, low=1, high=1024, help="parallel envs in the vector env")
-    vector_mode: str = param("sync", choices=("sync", "async"), help="gymnasium vector env kind")
-    hidden_sizes: list = param([256, 256], help="MLP hidden layer widths")
-    normalize_obs: bool = param(False, help="running mean/std observation normalisation")
-    obs_clip: float = param(10.0, low=0.0, low_open=True, help="clip normalised obs to ±obs_clip")
+    num_envs: int = param(1, low=1, high=1024, help="parallel envs in the vector env", group="env")
+    vector_mode: str = param("sync", choices=("sync", "async"), help="gymnasium vector env kind", group="env")
+    hidden_sizes: list = param([256, 256], help="MLP hidden layer widths", group="net")
+    normalize_obs: bool = param(False, help="running mean/std observation normalisation", group="normalizer")
+    obs_clip: float = param(10.0, low=0.0, low_open=True, help="clip normalised obs to ±obs_clip", group="normalizer")
     # 1e-8: baselines' VecNormalize and mrl. HER's baselines normaliser floors the std at 0.01 instead,
     # which 1e-4 approximates: a feature that has barely varied is then not blown up to ±obs_clip by
     # its first small change.
     obs_norm_eps: float = param(1e-8, low=0.0, low_open=True, help="normalised obs = (x - mean) / sqrt(var + "
-                                "obs_norm_eps); 1e-4 keeps the std >= 0.01 (HER baselines)")
-    eval_episodes: int = param(10, low=1, help="episodes per evaluation")
-    log_every: int = param(1000, low=0, help="env steps between progress.csv rows (0: one row per update round)")
+                                "obs_norm_eps); 1e-4 keeps the std >= 0.01 (HER baselines)", group="normalizer")
+    eval_episodes: int = param(10, low=1, help="episodes per evaluation", group="evaluator")
+    log_every: int = param(1000, low=0, help="env steps between progress.csv rows (0: one row per update round)",
+                           group="logger")
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
@@ -124,8 +141,15 @@ class BaseConfig:
         """A copy with ``values`` applied. Raises :class:`ConfigError` on an unknown key."""
         known = {f.name: f for f in fields(self)}
         hints = typing.get_type_hints(type(self))
+        groups = key_groups(type(self))
         out = {}
         for key, value in values.items():
+            group, dot, name = key.rpartition(".")
+            if dot and name in known:  # ``replay.n_step``: the flat key, checked against its group
+                if groups[name] != group:
+                    raise ConfigError(f"config key {key!r} in {source}: {name} is a {groups[name]} setting "
+                                      f"({groups[name]}.{name}); pass {groups[name]}.{name} or {name}")
+                key = name
             if key not in known:
                 import difflib
 

@@ -251,7 +251,8 @@ def plan_sweep(algos: str | list[str] | None, envs: str | list[str] | None, seed
             cfg = make_request(algo, env_id, steps=steps, seed=seed_list[0], config_file=config_file,
                                overrides=overrides, eval_every=eval_every, checkpoint_every=checkpoint_every,
                                device=device, threads=1).cfg
-            normalized.update({k: getattr(cfg, k) for k in (*file_keys, *overrides)})
+            # flat key names: ``replay.n_step=3`` and ``n_step=3`` are one sweep
+            normalized.update({k.rpartition(".")[2]: getattr(cfg, k.rpartition(".")[2]) for k in (*file_keys, *overrides)})
     root = Path(sweep_dir) if sweep_dir is not None else default_sweep_dir(algo_list, env_list, normalized)
     if root.exists() and not root.is_dir():
         raise RLBlocksError(f"--sweep-dir {root} is a file; pass a directory")

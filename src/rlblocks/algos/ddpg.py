@@ -28,14 +28,16 @@ _FIRST = slice(0, 1)  # the actor follows Q_1 only (TD3 Algorithm 1)
 
 @dataclass
 class DDPGConfig(OffPolicyConfig):
+
+    GROUP = "algo"  # the keys' module (rlblocks.config.key_groups), unless a key says otherwise
     actor_lr: float = param(1e-3, low=0.0, high=1.0, low_open=True, help="actor Adam learning rate")
     critic_lr: float = param(1e-3, low=0.0, high=1.0, low_open=True, help="critic Adam learning rate")
     num_critics: int = param(1, low=1, high=64, help="Q ensemble size (min over members in targets)")
-    noise_type: str = param("gaussian", choices=("gaussian", "ou"), help="exploration noise process")
-    exploration_noise: float = param(0.1, low=0.0, help="exploration noise std (in [-1, 1] action units)")
-    random_eps: float = param(0.0, low=0.0, high=1.0, help="probability of a uniform random action per env step "
+    noise_type: str = param("gaussian", group="explore", choices=("gaussian", "ou"), help="exploration noise process")
+    exploration_noise: float = param(0.1, group="explore", low=0.0, help="exploration noise std (in [-1, 1] action units)")
+    random_eps: float = param(0.0, group="explore", low=0.0, high=1.0, help="probability of a uniform random action per env step "
                               "(HER baselines' random_eps, mrl's eexplore)")
-    action_l2: float = param(0.0, low=0.0, help="actor loss penalty on mean(mu(s)^2), actions in [-1, 1] "
+    action_l2: float = param(0.0, group="algo", low=0.0, help="actor loss penalty on mean(mu(s)^2), actions in [-1, 1] "
                              "(HER baselines' action_l2)")
     policy_delay: int = param(1, low=1, help="critic updates per actor/target update")
     target_noise: float = param(0.0, low=0.0, help="std of target policy smoothing noise (TD3)")

@@ -33,17 +33,19 @@ from rlblocks.nets.qnet import QNetwork
 
 @dataclass
 class DQNConfig(ReplayConfig):
-    buffer_size: int = param(1_000_000, low=1, help="replay buffer capacity (transitions)")
-    batch_size: int = param(32, low=1, help="minibatch size per gradient step")
+
+    GROUP = "algo"  # the keys' module (rlblocks.config.key_groups), unless a key says otherwise
+    buffer_size: int = param(1_000_000, group="replay", low=1, help="replay buffer capacity (transitions)")
+    batch_size: int = param(32, group="replay", low=1, help="minibatch size per gradient step")
     train_freq: int = param(4, low=1, help="vector-env steps between update rounds")
     lr: float = param(1e-4, low=0.0, high=1.0, low_open=True, help="Adam learning rate")
     double_q: bool = param(True, help="double Q-learning targets (van Hasselt et al. 2016); false: max over Q'")
-    dueling: bool = param(False, help="dueling value/advantage heads (Wang et al. 2016)")
+    dueling: bool = param(False, group="net", help="dueling value/advantage heads (Wang et al. 2016)")
     target_update_interval: int = param(10_000, low=0, help="gradient updates between hard target copies; "
                                         "0: Polyak averaging with tau after every update")
-    eps_start: float = param(1.0, low=0.0, high=1.0, help="initial exploration epsilon")
-    eps_end: float = param(0.05, low=0.0, high=1.0, help="final exploration epsilon")
-    exploration_steps: int = param(10_000, low=0, help="env steps over which epsilon decays linearly")
+    eps_start: float = param(1.0, group="explore", low=0.0, high=1.0, help="initial exploration epsilon")
+    eps_end: float = param(0.05, group="explore", low=0.0, high=1.0, help="final exploration epsilon")
+    exploration_steps: int = param(10_000, group="explore", low=0, help="env steps over which epsilon decays linearly")
     max_grad_norm: float = param(10.0, low=0.0, low_open=True, help="gradient norm clip")
 
     def check(self) -> None:

@@ -29,6 +29,8 @@ TARGETS = ("td", "mve", "mean_k", "td_lambda", "steve", "steve_cov")
 
 @dataclass
 class ExpansionConfig(ReplayConfig):
+
+    GROUP = "target"  # the keys' module (rlblocks.config.key_groups), unless a key says otherwise
     target: str = param("td", choices=TARGETS, help="value target: td (TD(0)/n-step), mve (TD-k trick), "
                          "mean_k, td_lambda, steve, steve_cov (model-based value expansion)")
     horizon: int = param(3, low=0, high=50, help="model rollout steps H of the expansion targets")
@@ -36,14 +38,14 @@ class ExpansionConfig(ReplayConfig):
     q_samples: str = param("min", choices=("min", "members"), help="expansion targets: each critic member is "
                            "a sample (members; the paper's DDPG) or the min over members is one sample (min; "
                            "keeps TD3/SAC's clipped double Q)")
-    wm_ensemble: int = param(4, low=1, high=64, help="world model: members of each ensemble")
-    wm_dynamics_hidden: list = param([256, 256, 256], help="world model: dynamics MLP widths (paper: 8 x 512)")
-    wm_reward_hidden: list = param([128, 128], help="world model: reward/termination widths (paper: 4 x 128)")
-    wm_lr: float = param(3e-4, low=0.0, high=1.0, low_open=True, help="world model Adam learning rate")
-    wm_weight_decay: float = param(1e-4, low=0.0, help="world model L2 (Adam weight decay)")
-    wm_batch_size: int = param(64, low=1, help="world model: rows per member per update")
-    wm_pretrain_updates: int = param(1000, low=0, help="world model updates before the first value update")
-    wm_updates_per_step: int = param(1, low=0, help="world model updates per value update")
+    wm_ensemble: int = param(4, group="world_model", low=1, high=64, help="world model: members of each ensemble")
+    wm_dynamics_hidden: list = param([256, 256, 256], group="world_model", help="world model: dynamics MLP widths (paper: 8 x 512)")
+    wm_reward_hidden: list = param([128, 128], group="world_model", help="world model: reward/termination widths (paper: 4 x 128)")
+    wm_lr: float = param(3e-4, group="world_model", low=0.0, high=1.0, low_open=True, help="world model Adam learning rate")
+    wm_weight_decay: float = param(1e-4, group="world_model", low=0.0, help="world model L2 (Adam weight decay)")
+    wm_batch_size: int = param(64, group="world_model", low=1, help="world model: rows per member per update")
+    wm_pretrain_updates: int = param(1000, group="world_model", low=0, help="world model updates before the first value update")
+    wm_updates_per_step: int = param(1, group="world_model", low=0, help="world model updates per value update")
 
     def check(self) -> None:
         super().check()

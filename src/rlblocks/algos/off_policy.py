@@ -29,18 +29,20 @@ class OffPolicyConfig(SequenceConfig):
     """Keys shared by DDPG, TD3 and SAC (defaults: Stable-Baselines3's); replay, target and recurrent keys in
     :class:`~rlblocks.algos.sequence_config.SequenceConfig` and its bases."""
 
+    GROUP = "algo"  # the keys' module (rlblocks.config.key_groups), unless a key says otherwise
+
     actor_lr: float = param(3e-4, low=0.0, high=1.0, low_open=True, help="actor Adam learning rate")
     critic_lr: float = param(3e-4, low=0.0, high=1.0, low_open=True, help="critic Adam learning rate")
     num_critics: int = param(2, low=1, high=64, help="Q ensemble size (min over members in targets)")
-    layer_norm: bool = param(False, help="LayerNorm in the critic's hidden layers")
-    actor_layer_norm: bool = param(False, help="LayerNorm in the actor's hidden layers (mrl's layer_norm puts it in both)")
+    layer_norm: bool = param(False, group="net", help="LayerNorm in the critic's hidden layers")
+    actor_layer_norm: bool = param(False, group="net", help="LayerNorm in the actor's hidden layers (mrl's layer_norm puts it in both)")
     # mrl clips each gradient element before its Adam steps (protoge_config: grad_value_clipping 5).
     grad_value_clip: float = param(0.0, low=0.0, help="clip every gradient element to [-c, c] before each "
                                    "actor/critic step (0: off; mrl's grad_value_clipping)")
     # merl adds a module (MERLHeads, an AuxiliaryLoss; see registry.py): the critic does not know it
-    merl: bool = param(False, help="MERL auxiliary heads (variance explained, future state) on the critic trunk")
-    ve_coef: float = param(0.5, low=0.0, help="MERL: weight of the variance-explained loss")
-    fs_coef: float = param(0.01, low=0.0, help="MERL: weight of the future-state cosine loss")
+    merl: bool = param(False, group="aux", help="MERL auxiliary heads (variance explained, future state) on the critic trunk")
+    ve_coef: float = param(0.5, group="aux", low=0.0, help="MERL: weight of the variance-explained loss")
+    fs_coef: float = param(0.01, group="aux", low=0.0, help="MERL: weight of the future-state cosine loss")
     # HER's baselines DDPG moves its targets once per 40-batch cycle with Polyak 0.05, mrl's protoge
     # every 40 (best_slide_config: 10) optimisation steps; SB3/CleanRL after every step (1).
     target_update_every: int = param(1, low=1, help="Polyak steps of the target networks happen on every "

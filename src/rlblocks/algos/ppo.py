@@ -54,19 +54,21 @@ from rlblocks.nets.recurrent import ARCHS
 class PPOConfig(BaseConfig):
     """PPO keys; defaults are baselines ppo2's MuJoCo set (``ppo2/defaults.py: mujoco()``)."""
 
-    hidden_sizes: list = param([64, 64], help="MLP hidden layer widths (actor and critic; after the cell if recurrent)")
-    arch: str = param("ff", choices=ARCHS, help="feed-forward, or an LSTM/GRU cell for each of actor and critic")
-    rnn_size: int = param(64, low=1, help="hidden units of each recurrent cell (arch=lstm|gru)")
-    rnn_layers: int = param(1, low=1, high=8, help="stacked layers of each recurrent cell (arch=lstm|gru)")
+    GROUP = "algo"  # the keys' module (rlblocks.config.key_groups), unless a key says otherwise
+
+    hidden_sizes: list = param([64, 64], group="net", help="MLP hidden layer widths (actor and critic; after the cell if recurrent)")
+    arch: str = param("ff", group="encoder", choices=ARCHS, help="feed-forward, or an LSTM/GRU cell for each of actor and critic")
+    rnn_size: int = param(64, group="encoder", low=1, help="hidden units of each recurrent cell (arch=lstm|gru)")
+    rnn_layers: int = param(1, group="encoder", low=1, high=8, help="stacked layers of each recurrent cell (arch=lstm|gru)")
     # 0 picks the longest sequences that fill whole minibatches, for any n_steps/num_envs/n_minibatches
     # (see sequence_length): a fixed default would not divide every env's rollout.
-    seq_len: int = param(0, low=0, help="steps per training sequence (arch=lstm|gru); 0: the longest that splits a "
+    seq_len: int = param(0, group="encoder", low=0, help="steps per training sequence (arch=lstm|gru); 0: the longest that splits a "
                          "rollout into whole minibatches, gcd(n_steps, n_steps × num_envs / n_minibatches)")
-    activation: str = param("tanh", choices=("tanh", "relu"), help="hidden-layer activation")
-    shared_network: bool = param(False, help="one trunk for actor and critic (baselines default: separate copy)")
-    normalize_obs: bool = param(True, help="running mean/std observation normalisation")
-    normalize_reward: bool = param(True, help="scale rewards by the std of a running discounted return")
-    reward_clip: float = param(10.0, low=0.0, low_open=True, help="clip scaled rewards to ±reward_clip")
+    activation: str = param("tanh", group="net", choices=("tanh", "relu"), help="hidden-layer activation")
+    shared_network: bool = param(False, group="net", help="one trunk for actor and critic (baselines default: separate copy)")
+    normalize_obs: bool = param(True, group="normalizer", help="running mean/std observation normalisation")
+    normalize_reward: bool = param(True, group="normalizer", help="scale rewards by the std of a running discounted return")
+    reward_clip: float = param(10.0, group="normalizer", low=0.0, low_open=True, help="clip scaled rewards to ±reward_clip")
     n_steps: int = param(2048, low=1, help="vector steps per rollout (rollout = n_steps × num_envs)")
     n_minibatches: int = param(32, low=1, help="minibatches per epoch (must divide n_steps × num_envs)")
     n_epochs: int = param(10, low=1, help="passes over each rollout")
@@ -83,7 +85,7 @@ class PPOConfig(BaseConfig):
     normalize_advantage: bool = param(True, help="normalise advantages per minibatch")
     # One progress.csv row per rollout-and-update (as SB3 logs PPO): a row every 1,000 steps would
     # hold no loss between two updates (2,048 × num_envs steps apart).
-    log_every: int = param(0, low=0, help="env steps between progress.csv rows (0: one row per update round)")
+    log_every: int = param(0, group="logger", low=0, help="env steps between progress.csv rows (0: one row per update round)")
 
     def check(self) -> None:
         batch = self.n_steps * self.num_envs

@@ -18,12 +18,14 @@ from rlblocks.errors import ConfigError
 class ReplayConfig(BaseConfig):
     """Keys shared by the replay-based algorithms (defaults: Stable-Baselines3's)."""
 
+    GROUP = "replay"  # the keys' module (rlblocks.config.key_groups), unless a key says otherwise
+
     buffer_size: int = param(1_000_000, low=1, help="replay buffer capacity (transitions)")
     batch_size: int = param(256, low=1, help="minibatch size per gradient step")
-    learning_starts: int = param(100, low=0, help="env steps of uniform random actions before updates")
-    train_freq: int = param(1, low=1, help="vector-env steps between update rounds")
-    gradient_steps: int = param(1, low=1, help="gradient steps per update round")
-    tau: float = param(0.005, low=0.0, high=1.0, low_open=True, help="Polyak rate of the target networks")
+    learning_starts: int = param(100, group="explore", low=0, help="env steps of uniform random actions before updates")
+    train_freq: int = param(1, group="algo", low=1, help="vector-env steps between update rounds")
+    gradient_steps: int = param(1, group="algo", low=1, help="gradient steps per update round")
+    tau: float = param(0.005, group="algo", low=0.0, high=1.0, low_open=True, help="Polyak rate of the target networks")
     n_step: int = param(1, low=1, high=100, help="steps in the n-step return target")
     her: str = param("future_4", help="goal envs only: hindsight relabelling strategy (future_k, final, episode_k, "
                      "futureactual_f_a, rfaab_r_f_a_ach_b) or none")

@@ -29,6 +29,8 @@ from rlblocks.nets import polyak_update
 
 @dataclass
 class SACConfig(OffPolicyConfig):
+
+    GROUP = "algo"  # the keys' module (rlblocks.config.key_groups), unless a key says otherwise
     alpha_lr: float = param(3e-4, low=0.0, high=1.0, low_open=True, help="entropy temperature learning rate")
     init_alpha: float = param(1.0, low=0.0, low_open=True, help="initial entropy temperature")
     autotune_alpha: bool = param(True, help="learn the temperature (else keep init_alpha fixed)")

@@ -24,14 +24,16 @@ from rlblocks.nets.recurrent import ARCHS
 
 @dataclass
 class SequenceConfig(ExpansionConfig):
+
+    GROUP = "encoder"  # the keys' module (rlblocks.config.key_groups), unless a key says otherwise
     arch: str = param("ff", choices=ARCHS, help="feed-forward, or an LSTM/GRU history encoder for each of actor and "
                       "critic (batch_size then counts sequences)")
     rnn_size: int = param(128, low=1, help="hidden units of each recurrent cell (arch=lstm|gru)")
     rnn_layers: int = param(1, low=1, high=8, help="stacked layers of each recurrent cell (arch=lstm|gru)")
     rnn_inputs: str = param("obs_action_reward", choices=INPUTS, help="what the cells read (arch=lstm|gru): the "
                             "observation, plus the previous action, plus the previous reward")
-    seq_len: int = param(64, low=1, help="trained steps per replayed sequence (arch=lstm|gru)")
-    burn_in: int = param(0, low=0, help="steps before each sequence run without gradient from the zero state to "
+    seq_len: int = param(64, group="replay", low=1, help="trained steps per replayed sequence (arch=lstm|gru)")
+    burn_in: int = param(0, group="replay", low=0, help="steps before each sequence run without gradient from the zero state to "
                          "warm the hidden state (R2D2; arch=lstm|gru)")
 
     def check(self) -> None:

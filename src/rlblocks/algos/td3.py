@@ -18,6 +18,8 @@ from rlblocks.config import param
 
 @dataclass
 class TD3Config(DDPGConfig):
+
+    GROUP = "algo"  # the keys' module (rlblocks.config.key_groups), unless a key says otherwise
     num_critics: int = param(2, low=1, high=64, help="Q ensemble size (min over members in targets)")
     policy_delay: int = param(2, low=1, help="critic updates per actor/target update")
     target_noise: float = param(0.2, low=0.0, help="std of target policy smoothing noise")
