@@ -51,13 +51,11 @@ class WorldModelLearner(Module, MetricsSource):
     def sample(self, rows: int):
         """``rows`` uniform one-step transitions ``(obs, action, reward, next_obs, terminated)``, flat."""
         buf = self.agent.replay.buffer
-        t, e = buf.sample_indices(rows)
-        i = buf.flat_index(t, e)
-        norm = self.agent.normalizer
-        obs, next_obs = buf.flat(buf.obs)[i], buf.flat(buf.next_obs)[i]
+        obs, action, reward, next_obs, terminated = buf.transitions(*buf.sample_indices(rows))
+        norm = self.agent.normalizer  # the replay's last stage, as for the algorithms' batches
         if norm.enabled:
             obs, next_obs = norm(obs), norm(next_obs)
-        return obs, buf.flat(buf.action)[i], buf.flat(buf.reward)[i], next_obs, buf.flat(buf.terminated)[i].float()
+        return obs, action, reward, next_obs, terminated.float()
 
     def train_step(self) -> None:
         E, B = self.cfg.wm_ensemble, self.cfg.wm_batch_size

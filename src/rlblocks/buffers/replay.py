@@ -197,6 +197,14 @@ class ReplayBuffer:
             back = torch.minimum(back, (t - self.pos) % self.rows)
         return (t - back) % self.rows
 
+    def transitions(self, t: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The stored one-step transitions at rows ``t`` of envs ``e`` (``[B]`` each), as stored (no
+        n-step sum, no relabelling, not normalised): ``(obs [B, *obs_shape], action, reward [B],
+        next_obs, terminated [B] bool)``, what a world model learns from. Flat observations only."""
+        i = self.flat_index(t, e)
+        return (self.flat(self.obs)[i], self.flat(self.action)[i], self.flat(self.reward)[i],
+                self.flat(self.next_obs)[i], self.flat(self.terminated)[i])
+
     def flat_index(self, t: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """Index into the ``[rows * num_envs]`` view of the storage."""
         return t * self.num_envs + e
