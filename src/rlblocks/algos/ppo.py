@@ -265,13 +265,13 @@ class Rollout(Module, ArrayCheckpoint):
     """The ``rollout`` module: stores each vector step in a :class:`RolloutBuffer`.
 
     The normalised observation and the raw action come from the actor's ``extras``. Rewards pass
-    through ``agent.return_normalizer`` when present. Where an episode is truncated, its final
+    through the ``return_normalizer`` module (the identity when ``normalize_reward=false``). Where an episode is truncated, its final
     observation is kept (normalised now) for the GAE bootstrap ``V(final obs)``.
     Saved as ``rollout.npz`` (a run resumed mid-rollout continues it exactly).
     """
 
     name = "rollout"
-    requires = ("policy", "normalizer")
+    requires = ("policy", "normalizer", "return_normalizer")
 
     def __init__(self, buffer: RolloutBuffer):
         super().__init__()
@@ -281,9 +281,7 @@ class Rollout(Module, ArrayCheckpoint):
         agent, buf = self.agent, self.buffer
         extras = exp["extras"]
         obs, action = extras["obs"], extras["action"]
-        reward = exp["reward"]
-        if "return_normalizer" in agent.modules:
-            reward = agent.return_normalizer.scale(reward)
+        reward = agent.return_normalizer.scale(exp["reward"])
         truncated = exp["truncated"]
         any_truncated = bool(truncated.numpy().any())  # exp holds CPU tensors; NumPy's any is half torch's cost
         next_obs = None
