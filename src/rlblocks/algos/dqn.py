@@ -73,7 +73,7 @@ class QCritic(Module, Weights):
 
 
 class EpsilonGreedyPolicy(Policy):
-    """Acts greedily on ``agent.critic.q`` with probability ``1 - epsilon``, else uniformly.
+    """Acts greedily on the critic's Q network (bound in ``setup``) with probability ``1 - epsilon``, else uniformly.
 
     ``epsilon`` falls linearly from ``eps_start`` to ``eps_end`` over the first
     ``exploration_steps`` env steps (Mnih et al. 2015); evaluation is greedy. The policy owns no

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rlblocks.algos.merl_heads import MERLHeads, cosine_distance, future_obs_targets
+from rlblocks.algos.merl_heads import MERLHeads, MERLKeys, cosine_distance, future_obs_targets
 from rlblocks.algos.ppo import PPOConfig
 from rlblocks.algos.ppo_modules import ppo_modules
 from rlblocks.config import param
@@ -33,13 +33,11 @@ __all__ = ["MERLConfig", "MERLHeads", "cosine_distance", "future_obs_targets", "
 
 
 @dataclass
-class MERLConfig(PPOConfig):
+class MERLConfig(PPOConfig, MERLKeys):
     """PPO's keys plus the auxiliary-loss weights (defaults: the authors' ``ppo2_merl``)."""
 
     GROUP = "aux"  # the keys' module (rlblocks.config.key_groups), unless a key says otherwise
 
-    ve_coef: float = param(0.5, low=0.0, help="weight of the variance-explained head's loss")
-    fs_coef: float = param(0.01, low=0.0, help="weight of the future-state head's cosine loss")
     nfs: int = param(1, low=1, help="steps ahead the future-state head predicts")
 
     def check(self) -> None:

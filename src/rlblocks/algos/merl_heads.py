@@ -21,16 +21,30 @@ summed over members, like the critic loss.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from rlblocks.algos.auxiliary import AuxiliaryLoss, AuxInputs
+from rlblocks.config import param
 from rlblocks.metrics import MetricSums, explained_variance
 from rlblocks.module import MetricsSource
 from rlblocks.nets.distributions import orthogonal_init
 from rlblocks.nets.ensemble import EnsembleLinear
 
+
+@dataclass
+class MERLKeys:
+    """MERL's loss weights, one declaration for PPO+MERL (:class:`~rlblocks.algos.merl.MERLConfig`) and
+    DDPG/TD3/SAC with ``merl=true`` (:class:`~rlblocks.algos.off_policy.OffPolicyConfig`); defaults:
+    the authors' ``ppo2_merl``."""
+
+    GROUP = "aux"  # the keys' module (rlblocks.config.key_groups)
+
+    ve_coef: float = param(0.5, low=0.0, help="MERL: weight of the variance-explained head's loss")
+    fs_coef: float = param(0.01, low=0.0, help="MERL: weight of the future-state head's cosine loss")
 
 def future_obs_targets(next_obs: torch.Tensor, terminated: torch.Tensor, truncated: torch.Tensor,
                        nfs: int) -> tuple[torch.Tensor, torch.Tensor]:

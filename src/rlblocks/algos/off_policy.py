@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from rlblocks.algos.auxiliary import AuxiliaryLoss, AuxInputs, add_auxiliary_losses, auxiliary_parameters
+from rlblocks.algos.merl_heads import MERLKeys
 from rlblocks.algos.replay_config import ReplayConfig
 from rlblocks.algos.sequence_config import SequenceConfig
 from rlblocks.config import param
@@ -25,7 +26,7 @@ from rlblocks.nets import DeterministicActor, QEnsemble, SquashedGaussianActor, 
 
 
 @dataclass
-class OffPolicyConfig(SequenceConfig):
+class OffPolicyConfig(SequenceConfig, MERLKeys):
     """Keys shared by DDPG, TD3 and SAC (defaults: Stable-Baselines3's); replay, target and recurrent keys in
     :class:`~rlblocks.algos.sequence_config.SequenceConfig` and its bases."""
 
@@ -41,8 +42,6 @@ class OffPolicyConfig(SequenceConfig):
                                    "actor/critic step (0: off; mrl's grad_value_clipping)")
     # merl adds a module (MERLHeads, an AuxiliaryLoss; see registry.py): the critic does not know it
     merl: bool = param(False, group="aux", help="MERL auxiliary heads (variance explained, future state) on the critic trunk")
-    ve_coef: float = param(0.5, group="aux", low=0.0, help="MERL: weight of the variance-explained loss")
-    fs_coef: float = param(0.01, group="aux", low=0.0, help="MERL: weight of the future-state cosine loss")
     # HER's baselines DDPG moves its targets once per 40-batch cycle with Polyak 0.05, mrl's protoge
     # every 40 (best_slide_config: 10) optimisation steps; SB3/CleanRL after every step (1).
     target_update_every: int = param(1, low=1, help="Polyak steps of the target networks happen on every "
