@@ -328,3 +328,20 @@ def test_rlblocks_list_shows_keys_grouped_by_module(cli, tmp_path):
     assert r.returncode == 0, r.stderr
     sac = r.stdout.split("\ntd3 ")[0]
     assert "\n  replay:\n    buffer_size" in sac and "\n  explore:\n    learning_starts" in sac
+
+
+def test_presets_are_shipped_data_files_with_their_notes():
+    """Presets live in ``configs/presets`` (named: ``--preset NAME``; per algorithm: env id globs), each
+    with the notes that say what it is and what it measured; none is listed as a runnable config."""
+    from rlblocks.config import PRESETS_DIR, env_presets, named_presets, shipped_configs
+    from rlblocks.registry import ALGOS, NAMED_PRESETS
+
+    named = named_presets()
+    assert set(named) == set(NAMED_PRESETS) >= {"protoge", "fetch-cpu", "fetch-cpu-explore", "pendulum-novel"}
+    assert all(entry["notes"] and entry["description"] for entry in named.values())
+    for algo, spec in ALGOS.items():
+        assert spec.presets == env_presets(algo)
+    files = list((PRESETS_DIR / "env").glob("*.json"))
+    assert {p.stem for p in files} == set(ALGOS)
+    assert all(entry["notes"] for p in files for entry in json.loads(p.read_text()).values())
+    assert not [name for name in shipped_configs() if name.startswith("presets/")]

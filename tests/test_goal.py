@@ -131,7 +131,9 @@ def test_eval_prints_success(cli, tmp_path):
 
 
 def test_goal_dicts_refused_where_unsupported():
+    from rlblocks.registry import get_algo
+
     with pytest.raises(RLBlocksError, match="goal envs need a replay-based algorithm"):
-        run.check_env_fits(run.get_algo("ppo"), "BitFlip10-v0", run.resolve_config(run.get_algo("ppo"), "BitFlip10-v0"))
+        run.check_env_fits(get_algo("ppo"), "BitFlip10-v0", run.resolve_config(get_algo("ppo"), "BitFlip10-v0"))
     with pytest.raises(RLBlocksError, match="needs a Discrete action space"):
-        run.check_env_fits(run.get_algo("dqn"), "Pendulum-v1", run.resolve_config(run.get_algo("dqn"), "Pendulum-v1"))
+        run.check_env_fits(get_algo("dqn"), "Pendulum-v1", run.resolve_config(get_algo("dqn"), "Pendulum-v1"))

@@ -237,6 +237,22 @@ def load_config_file(path: str | Path, _seen: tuple = ()) -> dict[str, Any]:
     return merged
 
 
+#: The preset data files: ``named/<name>.json`` (``--preset NAME``) and ``env/<algo>.json`` (per env id glob).
+PRESETS_DIR = SHIPPED_DIR / "presets"
+
+
+def named_presets() -> dict[str, dict[str, Any]]:
+    """``{name: {"algos", "description", "notes", "values"}}`` of the shipped named presets."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted((PRESETS_DIR / "named").glob("*.json"))}
+
+
+def env_presets(algo: str) -> dict[str, dict[str, Any]]:
+    """``{env id glob: values}`` of ``algo``'s per-env presets (``env/<algo>.json``; each entry's
+    ``notes`` say what it is and what it measured), applied in file order; ``{}`` without a file."""
+    path = PRESETS_DIR / "env" / f"{algo}.json"
+    return {glob: entry["values"] for glob, entry in json.loads(path.read_text()).items()} if path.exists() else {}
+
+
 def is_run_record(data: Any) -> bool:
     """Whether ``data`` is a run directory's ``config.json`` (``algo``, ``env_id``, ``seed``, ``config``,
     ``options``) rather than a config file of hyperparameters."""
@@ -268,10 +284,10 @@ def shipped_configs() -> list[str]:
     """The names of the shipped config files that describe a run, sorted (``steve/hopper/steve.json``, ...).
 
     Files under a ``core`` or ``envs`` folder are building blocks that others inherit, not runs,
-    and are left out; those under ``algos`` name an algorithm and a value target but no env (pass
+    and are left out, as are the presets (:func:`named_presets`, :func:`env_presets`); those under ``algos`` name an algorithm and a value target but no env (pass
     ``--env``, e.g. to sweep one arm over several envs).
     """
-    parts_only = {"core", "envs"}
+    parts_only = {"core", "envs", "presets"}
     return sorted(p.relative_to(SHIPPED_DIR).as_posix() for p in SHIPPED_DIR.rglob("*.json")
                   if not parts_only & set(p.relative_to(SHIPPED_DIR).parts[:-1]))
 

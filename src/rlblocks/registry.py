@@ -41,7 +41,7 @@ from rlblocks.components import Checkpointer, EnvRunner, Evaluator, Logger, ObsN
 from rlblocks.components.events import EventLog
 from rlblocks.components.goal_normalizer import GoalNormalizer
 from rlblocks.components.her_replay import HindsightReplay
-from rlblocks.config import BaseConfig
+from rlblocks.config import BaseConfig, env_presets, named_presets
 from rlblocks.envs.goal import goal_shapes, network_obs_dim
 from rlblocks.errors import ConfigError, RLBlocksError
 from rlblocks.module import Module
@@ -199,82 +199,21 @@ def _service_modules(env_id: str, cfg: BaseConfig, seed: int, opts: RunOptions) 
     return modules
 
 
-# Pendulum: a 3-dim observation needs no 256-wide nets; a faster learning rate (as rl-zoo's
-# Pendulum settings) and 1k random warm-up steps.
-_PENDULUM = {"learning_starts": 1000, "actor_lr": 1e-3, "critic_lr": 1e-3, "hidden_sizes": [64, 64]}
-
-# Goal envs (gymnasium-robotics Fetch*, PointMaze*): HER's gamma 0.98, learning rates 1e-3, 1k random
-# steps, and mrl's normaliser settings (per key, raw clip 200, normalised clip 5, eps 1e-8; obs_norm_eps=1e-4
-# floors each std at 0.01 as HER's baselines) for where normalize_obs is on.
-_GOAL_ENV = {"gamma": 0.98, "actor_lr": 1e-3, "critic_lr": 1e-3, "learning_starts": 1000, "obs_clip": 5.0}
-# DDPG/TD3 normalise and clip TD targets to [-1/(1-gamma), 0], the range of sparse -1/0 returns (HER, mrl).
-_GOAL_CLIPPED = {**_GOAL_ENV, "normalize_obs": True, "her_clip_target": True}
-_GOAL_PRESETS = {"Fetch*": _GOAL_CLIPPED, "PointMaze*": _GOAL_CLIPPED}
-# SAC takes SB3's HER setup: raw inputs, unclipped targets, the temperature at lr 1e-3. On FetchPush-v4
-# (300k steps, docs/benchmarks.md) that reached 0.90 / 0.93 eval success (seeds 0 / 1). With clipped
-# targets SAC stayed at chance (0.07; its soft targets add -alpha log pi to every reward, so the
-# sparse-return range is not theirs); with mrl's normaliser and unclipped targets it reached 1.00 on
-# seed 0 but stayed at chance on seed 1.
-_SAC_GOAL = {**_GOAL_ENV, "alpha_lr": 1e-3}
-_SAC_GOAL_PRESETS = {"Fetch*": _SAC_GOAL, "PointMaze*": _SAC_GOAL}
-# the networks and batch; the normaliser and the target clip come from the env's preset per algorithm
-_FETCH_CPU = {**_GOAL_ENV, "hidden_sizes": [256, 256], "batch_size": 256, "her": "future_4"}
-
 #: ``name: (algorithms, values, what it is)`` selected with ``--preset NAME`` (or ``"preset"`` in a
-#: config file), applied after the per-env preset and before the config file and ``--set``.
+#: config file), applied after the per-env preset and before the config file and ``--set``: the data
+#: files ``configs/presets/named/<name>.json`` (with their measured notes).
 NAMED_PRESETS: dict[str, tuple[tuple[str, ...], dict, str]] = {
-    # mrl's `protoge_config` (Pitis et al. 2020; mrl/configs/make_continuous_agents.py) with the 3×512
-    # LayerNorm layers of its train_her.py: DDPG, gamma 0.98, lr 1e-3, batch 2000, Polyak 0.05 every 40
-    # updates, 5,000 random steps (mrl: initial_explore 5000; its warm_up 2500 buffered steps before the
-    # first update is one key here), Gaussian noise 0.1 and 10% uniform random actions (eexplore),
-    # action_l2 0.1, HER rfaab_1_4_3_1_1, targets clipped to [-1/(1-gamma), 0], LayerNorm in actor and
-    # critic and each gradient element clipped to ±5. The critic's LayerNorm has no affine parameters
-    # (it is batched over the ensemble), mrl's has.
-    "protoge": (("ddpg", "td3"),
-                {"hidden_sizes": [512, 512, 512], "layer_norm": True, "actor_layer_norm": True,
-                 "grad_value_clip": 5.0, "gamma": 0.98, "actor_lr": 1e-3,
-                 "critic_lr": 1e-3, "batch_size": 2000, "tau": 0.05, "target_update_every": 40,
-                 "learning_starts": 5000, "exploration_noise": 0.1, "random_eps": 0.1, "action_l2": 0.1,
-                 "her": "rfaab_1_4_3_1_1", "her_clip_target": True, "normalize_obs": True, "obs_clip": 5.0},
-                ("mrl's protoge_config (3x512 + LayerNorm, batch 2000, Polyak 0.05 every 40 updates, "
-                 "HER rfaab_1_4_3_1_1)")),
-    # Fetch on a 2-core CPU: 256×256, batch 256, 1k warm-up; DDPG+HER reached 1.00 eval success on
-    # FetchReach-v4 at 2,000 steps with these values (seeds 0 and 1, docs/benchmarks.md). The normaliser
-    # and the target clip come from the env's preset (DDPG/TD3 have both, SAC neither).
-    "fetch-cpu": (("ddpg", "td3", "sac"),
-                  _FETCH_CPU,
-                  "Fetch tasks on a small CPU (256x256, batch 256, 1k warm-up, HER future_4)"),
-    # fetch-cpu plus the exploration of HER's DDPG (Plappert et al. 2018, arXiv 1802.09464; baselines her:
-    # random_eps 0.3, noise_eps 0.2, action_l2 1.0) for tasks where the object must be found first
-    # (FetchPush/PickAndPlace/Slide): with fetch-cpu's Gaussian 0.1 alone, DDPG+HER on FetchPush-v4 stayed at
-    # the chance success rate (0.03-0.07, goals already met at reset) up to 80k steps (seeds 0 and 1); with
-    # this preset it reached 0.47 / 0.63 at 300k, still rising (docs/benchmarks.md).
-    "fetch-cpu-explore": (("ddpg", "td3"),
-                          {**_FETCH_CPU, "her_clip_target": True, "random_eps": 0.3, "exploration_noise": 0.2,
-                           "action_l2": 1.0},
-                          "fetch-cpu with HER's DDPG exploration (random_eps 0.3, noise 0.2, action_l2 1.0)"),
-    # Pendulum with the angular velocity hidden (PendulumNoVel-v1), recurrent: an LSTM of 32 for each of
-    # actor and critic on observation + previous action + previous reward, 64x64 heads, 32 sequences of
-    # 16 steps after a 4-step burn-in, lr 1e-3, 1k warm-up, one update every 2 env steps (a recurrent update
-    # costs 3-4x a feed-forward one on CPU); --set arch=ff gives the feed-forward baseline.
-    # Reached >= -250 within 30k steps for seeds 0 and 1 with SAC (docs/recurrent.md).
-    "pendulum-novel": (("ddpg", "td3", "sac"),
-                       {"arch": "lstm", "rnn_size": 32, "hidden_sizes": [64, 64], "rnn_inputs": "obs_action_reward",
-                        "batch_size": 32, "seq_len": 16, "burn_in": 4, "actor_lr": 1e-3, "critic_lr": 1e-3,
-                        "learning_starts": 1000, "train_freq": 2},
-                       ("recurrent agent for PendulumNoVel-v1 (LSTM 32, 32 sequences x 16 steps, burn-in 4, "
-                        "an update every 2 steps)")),
-}
+    name: (tuple(data["algos"]), data["values"], data["description"]) for name, data in named_presets().items()}
 
 ALGOS: dict[str, AlgoSpec] = {
     "sac": AlgoSpec("sac", SACConfig, _off_policy_modules(SAC, "gaussian"), "continuous",
                     "Soft Actor-Critic, automatic temperature (Haarnoja et al. 2018)",
-                    presets={"Pendulum-*": {**_PENDULUM, "alpha_lr": 1e-3}, **_SAC_GOAL_PRESETS}),
+                    presets=env_presets("sac")),
     "td3": AlgoSpec("td3", TD3Config, _off_policy_modules(TD3, "deterministic"), "continuous",
-                    "Twin Delayed DDPG (Fujimoto et al. 2018)", presets={"Pendulum-*": _PENDULUM, **_GOAL_PRESETS}),
+                    "Twin Delayed DDPG (Fujimoto et al. 2018)", presets=env_presets("td3")),
     "ddpg": AlgoSpec("ddpg", DDPGConfig, _off_policy_modules(DDPG, "deterministic"), "continuous",
                      "Deep Deterministic Policy Gradient (Lillicrap et al. 2015)",
-                     presets={"Pendulum-*": _PENDULUM, **_GOAL_PRESETS}),
+                     presets=env_presets("ddpg")),
 }
 
 
@@ -289,20 +228,9 @@ def _dqn_modules(env_id: str, cfg: DQNConfig, seed: int, device: torch.device, o
     return modules + [TDTarget(), DQN(cfg)] + _service_modules(env_id, cfg, seed, opts)
 
 
-# CartPole: rl-zoo's DQN settings (hyperparams/dqn.yml), the exploration fraction 0.16 of 50k steps
-# as 8,000 steps; rl-zoo's target update every 10 env steps, with 128 gradient steps every 256 env
-# steps, refreshes the target before each round: a hard copy every 128 updates here.
-_DQN_CARTPOLE = {"lr": 2.3e-3, "batch_size": 64, "buffer_size": 100_000, "learning_starts": 1000,
-                 "target_update_interval": 128, "train_freq": 256, "gradient_steps": 128,
-                 "exploration_steps": 8000, "eps_end": 0.04, "hidden_sizes": [256, 256]}
-# BitFlip (HER's toy task): reaching a relabelled goal is terminal as reaching the real one is,
-# targets clipped to the sparse-reward range; tuned here: 10 bits solved within 2,000 steps.
-_DQN_BITFLIP = {"her_terminal": True, "her_clip_target": True, "lr": 1e-3, "batch_size": 128, "gamma": 0.98,
-                "buffer_size": 100_000, "learning_starts": 1000, "exploration_steps": 3000, "train_freq": 1,
-                "target_update_interval": 0, "tau": 0.05, "hidden_sizes": [256]}
 ALGOS["dqn"] = AlgoSpec("dqn", DQNConfig, _dqn_modules, "discrete",
                         "DQN with double-Q, dueling heads, n-step and HER (Mnih et al. 2015)",
-                        presets={"CartPole-*": _DQN_CARTPOLE, "BitFlip*": _DQN_BITFLIP})
+                        presets=env_presets("dqn"))
 
 
 def _on_policy_modules(learner_modules):
@@ -313,26 +241,15 @@ def _on_policy_modules(learner_modules):
     return build
 
 
-# CartPole: rl-zoo's PPO settings (8 envs × 32 steps, one 256-sample minibatch, 20 epochs).
-_PPO_CARTPOLE = {"num_envs": 8, "n_steps": 32, "n_minibatches": 1, "n_epochs": 20, "gamma": 0.98,
-                 "gae_lambda": 0.8, "lr": 1e-3, "anneal_clip_range": True, "clip_value_loss": False,
-                 "normalize_obs": False, "normalize_reward": False}
-# CartPole without velocities: rl-zoo's ppo_lstm settings (the CartPole ones plus observation
-# normalisation, ReLU, an LSTM of 64 for each of actor and critic, net_arch [64] after it; rl-zoo
-# also turns orthogonal init off); --set arch=ff gives the feed-forward baseline.
-_PPO_CARTPOLE_NOVEL = {**_PPO_CARTPOLE, "arch": "lstm", "rnn_size": 64, "hidden_sizes": [64], "normalize_obs": True,
-                       "activation": "relu"}
 # PPO steps its envs 20-30x as fast as SAC updates: evaluating every 10,000 steps would cost as
 # much env stepping as training itself.
 PPO_EVAL_EVERY = 50_000
 ALGOS["ppo"] = AlgoSpec("ppo", PPOConfig, _on_policy_modules(ppo_modules), "any",
                         "PPO, clipped surrogate, as OpenAI baselines ppo2 (Schulman et al. 2017)",
-                        presets={"CartPole-*": _PPO_CARTPOLE, "CartPoleNoVel-*": _PPO_CARTPOLE_NOVEL},
-                        eval_every=PPO_EVAL_EVERY)
+                        presets=env_presets("ppo"), eval_every=PPO_EVAL_EVERY)
 ALGOS["ppo-merl"] = AlgoSpec("ppo-merl", MERLConfig, _on_policy_modules(merl_modules), "any",
                              "PPO + MERL variance-explained and future-state heads (Flet-Berliac & Preux 2019)",
-                             presets={"CartPole-*": _PPO_CARTPOLE, "CartPoleNoVel-*": _PPO_CARTPOLE_NOVEL},
-                             eval_every=PPO_EVAL_EVERY)
+                             presets=env_presets("ppo-merl"), eval_every=PPO_EVAL_EVERY)
 
 
 def get_algo(name: str) -> AlgoSpec:
