@@ -15,13 +15,14 @@ from rlblocks.algos.auxiliary import AuxiliaryLoss, AuxInputs, add_auxiliary_los
 from rlblocks.algos.merl_heads import MERLKeys
 from rlblocks.algos.replay_config import ReplayConfig
 from rlblocks.algos.sequence_config import SequenceConfig
+from rlblocks.components.normalized_actor import NormalizedActor
 from rlblocks.config import param
 from rlblocks.envs.goal import obs_batch_size, obs_to
 from rlblocks.errors import ConfigError
 from rlblocks.explore import make_noise
 from rlblocks.finite import check_finite
 from rlblocks.metrics import MetricSums
-from rlblocks.module import Actor, MetricsSource, Module, UpdateCounter, Weights
+from rlblocks.module import MetricsSource, Module, UpdateCounter, Weights
 from rlblocks.nets import DeterministicActor, QEnsemble, SquashedGaussianActor, target_copy
 
 
@@ -123,7 +124,7 @@ class Critic(Module, Weights):
             self.agent.modules["aux"].load_state_dict({"heads": state["aux"], "metrics": state.get("metrics")})
 
 
-class Policy(Module, Actor, Weights):
+class Policy(NormalizedActor, Module, Weights):
     """Base of the ``policy`` modules (feed-forward actors, :class:`~rlblocks.module.Actor`): obs →
     normalised action in [-1, 1], with warm-up. The state is ``()`` and there are no extras.
 
@@ -141,19 +142,6 @@ class Policy(Module, Actor, Weights):
         super().__init__()
         self.actor = actor.to(device)
         self.act_dim, self.learning_starts, self.device = act_dim, learning_starts, device
-
-    def setup(self) -> None:
-        self.normalizer = self.agent.normalizer  # acting reads the statistics here, not through the agent
-
-    def initial_state(self, n: int):
-        return ()
-
-    def acting_state(self) -> dict:
-        return {"policy": self.state_dict(), "normalizer": self.normalizer.state_dict()}
-
-    def load_acting_state(self, state: dict) -> None:
-        self.load_state_dict(state["policy"])
-        self.normalizer.load_state_dict(state["normalizer"])
 
     @torch.no_grad()
     def act(self, obs, state=(), explore: bool = True, deterministic: bool = False, env_steps: int = 0):

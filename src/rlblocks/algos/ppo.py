@@ -37,11 +37,12 @@ from torch import nn
 from rlblocks.algos.auxiliary import AuxiliaryLoss, AuxInputs, add_auxiliary_losses, auxiliary_parameters
 from rlblocks.algos.ppo_loss import clipped_ppo_loss
 from rlblocks.buffers.rollout import RolloutBuffer
+from rlblocks.components.normalized_actor import NormalizedActor
 from rlblocks.config import BaseConfig, param
 from rlblocks.errors import ConfigError
 from rlblocks.finite import check_finite
 from rlblocks.metrics import MetricSums, explained_variance
-from rlblocks.module import Actor, ArrayCheckpoint, MetricsSource, Module, UpdateCounter, Weights
+from rlblocks.module import ArrayCheckpoint, MetricsSource, Module, UpdateCounter, Weights
 from rlblocks.nets.activations import relu_layer, tanh_layer
 from rlblocks.nets.distributions import CategoricalHead, DiagGaussianHead, orthogonal_init
 from rlblocks.nets.ensemble import EnsembleLinear
@@ -180,7 +181,7 @@ class ActorCritic(nn.Module):
         return log_prob, entropy, self.v_head(v).squeeze(-1), v
 
 
-class PPOPolicy(Module, Actor, Weights):
+class PPOPolicy(NormalizedActor, Module, Weights):
     """The ``policy`` module, a feed-forward :class:`~rlblocks.module.Actor`: normalises
     observations and samples actions.
 
@@ -207,19 +208,6 @@ class PPOPolicy(Module, Actor, Weights):
         self.discrete = net.pi_head.discrete
         self.numpy_acting = numpy_acting and device.type == "cpu" and not self.discrete
         self._numpy_actor: NumpyGaussianActor | None = None
-
-    def setup(self) -> None:
-        self.normalizer = self.agent.normalizer
-
-    def initial_state(self, n: int):
-        return ()
-
-    def acting_state(self) -> dict:
-        return {"policy": self.state_dict(), "normalizer": self.normalizer.state_dict()}
-
-    def load_acting_state(self, state: dict) -> None:
-        self.load_state_dict(state["policy"])
-        self.normalizer.load_state_dict(state["normalizer"])
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, state=(), explore: bool = True, deterministic: bool = False, env_steps: int = 0):
