@@ -54,25 +54,14 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def _leaves(value, prefix=""):
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield from _leaves(v, f"{prefix}.{k}")
-    elif isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            yield from _leaves(v, f"{prefix}[{i}]")
-    else:
-        yield prefix, value
-
-
 def checksums(run_dir: Path) -> dict[str, str]:
     """``{what: digest}`` of a finished run: every tensor of ``state.pt`` (but wall-clock hours), every
     array of its ``.npz`` files, and the rows of ``progress.csv`` and ``eval.csv`` without times."""
-    from rlblocks.checkpoint import latest_checkpoint
+    from rlblocks.checkpoint import latest_checkpoint, state_leaves
 
     ckpt = latest_checkpoint(run_dir)
     out = {}
-    for key, value in _leaves(torch.load(ckpt / "state.pt", weights_only=True)):
+    for key, value in state_leaves(torch.load(ckpt / "state.pt", weights_only=True)):
         if key == ".modules.logger.hours":
             continue
         if isinstance(value, torch.Tensor):

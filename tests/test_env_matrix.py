@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlblocks.checkpoint import latest_checkpoint
+from rlblocks.checkpoint import latest_checkpoint, state_leaves
 
 #: Kills the process with SIGKILL right after the first periodic checkpoint is complete.
 _KILL_AFTER_FIRST_CHECKPOINT = """
@@ -109,20 +109,9 @@ def _rows(path: Path) -> list[dict]:
         return [{k: v for k, v in row.items() if k not in ("hours", "steps_per_s")} for row in csv.DictReader(fh)]
 
 
-def _leaves(value, prefix=""):
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield from _leaves(v, f"{prefix}.{k}")
-    elif isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            yield from _leaves(v, f"{prefix}[{i}]")
-    else:
-        yield prefix, value
-
-
 def _final(run_dir: Path):
     ckpt = latest_checkpoint(run_dir)
-    state = dict(_leaves(torch.load(ckpt / "state.pt", weights_only=True)))
+    state = dict(state_leaves(torch.load(ckpt / "state.pt", weights_only=True)))
     arrays = {}
     for npz in sorted(ckpt.glob("*.npz")):
         with np.load(npz) as data:

@@ -32,7 +32,14 @@ import numpy as np
 import pytest
 import torch
 
-from rlblocks.checkpoint import _sha256, latest_checkpoint, load_checkpoint, restore_agent, save_checkpoint
+from rlblocks.checkpoint import (
+    _sha256,
+    latest_checkpoint,
+    load_checkpoint,
+    restore_agent,
+    save_checkpoint,
+    state_leaves,
+)
 
 TINY = ["--set", "learning_starts=100", "hidden_sizes=16,16", "batch_size=32", "log_every=50", "eval_episodes=1"]
 STEP = re.compile(r"^step_\d{10}$")
@@ -636,17 +643,6 @@ def _final_state(run_dir: Path):
     return state, replay
 
 
-def _leaves(value, prefix=""):
-    if isinstance(value, dict):
-        for k, v in value.items():
-            yield from _leaves(v, f"{prefix}.{k}")
-    elif isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            yield from _leaves(v, f"{prefix}[{i}]")
-    else:
-        yield prefix, value
-
-
 def _csv_without_time(path: Path) -> list[dict]:
     return [{k: v for k, v in row.items() if k not in ("hours", "steps_per_s")} for row in rows(path)]
 
@@ -677,7 +673,7 @@ def _soak(tmp_path: Path, kills: int, steps: int = 1500, seed: int = 0) -> None:
     assert r.returncode == 0, r.stderr
     assert n_killed == kills  # every kill hit a live process (the run was not finished yet)
     (sa, ra), (sb, rb) = _final_state(whole), _final_state(killed)
-    la, lb = dict(_leaves(sa)), dict(_leaves(sb))
+    la, lb = dict(state_leaves(sa)), dict(state_leaves(sb))
     assert la.keys() == lb.keys()
     for key, va in la.items():
         if key == ".modules.logger.hours":

@@ -135,6 +135,19 @@ def _prune(root: Path, current: str, keep_full: int) -> None:
             npz.unlink()
 
 
+def state_leaves(state: Any, prefix: str = ""):
+    """``(path, value)`` of every leaf of a nested checkpoint state (dicts, lists, tuples), paths such
+    as ``.modules.policy.actor.net.0.weight`` and ``.optimizer.state[0]``: for comparing two states."""
+    if isinstance(state, dict):
+        for k, v in state.items():
+            yield from state_leaves(v, f"{prefix}.{k}")
+    elif isinstance(state, (list, tuple)):
+        for i, v in enumerate(state):
+            yield from state_leaves(v, f"{prefix}[{i}]")
+    else:
+        yield prefix, state
+
+
 def has_checkpoint(run_dir: Path) -> bool:
     """Whether ``run_dir`` has ever been checkpointed (a ``latest.json`` or any ``step_*`` directory)."""
     root = Path(run_dir) / "checkpoints"
